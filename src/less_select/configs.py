@@ -1,0 +1,144 @@
+"""Helpers shared by every stage's config dataclass: documented fields, dict/YAML round trips, argparse.
+
+Each stage owns one small dataclass (``WarmupConfig`` in ``training/warmup.py`` and so on). Fields are
+declared with :func:`option`, whose ``help`` is the single docstring used by the CLI, the YAML
+pipeline config and the Python API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, Union, get_args, get_origin
+
+from .errors import UserError
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = None,
+           cli: bool = True):
+    """A dataclass field carrying its help text (shown by ``--help`` and in the docs)."""
+    meta = {"help": help, "cli": cli}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _resolved_hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp):
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    inner, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise UserError(f"{where}: a value is required (got null)")
+    origin = get_origin(inner)
+    if origin is Literal:
+        choices = get_args(inner)
+        if value not in choices:
+            raise UserError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+    if origin in (list, tuple):
+        (elem,) = get_args(inner)[:1]
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_coerce(v, elem, f"{where}[{i}]") for i, v in enumerate(value)]
+    if inner is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise UserError(f"{where}: expected true or false, got {value!r}")
+    if inner in (int, float, str):
+        try:
+            if inner is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return inner(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{where}: expected {inner.__name__}, got {value!r}") from None
+    return value
+
+
+def from_dict(cls, data: dict[str, Any] | None, where: str = "config"):
+    """Build ``cls`` from a mapping, rejecting unknown keys and ill-typed values by name."""
+    data = dict(data or {})
+    hints = _resolved_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(f"{where}: unknown option(s) {', '.join(unknown)}; "
+                        f"valid options are {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
+def to_dict(config) -> dict[str, Any]:
+    """Plain mapping of a config (lists, not tuples), suitable for YAML/JSON."""
+    return dataclasses.asdict(config)
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--flag`` per field of ``cls`` with the field's help and default."""
+    hints = _resolved_hints(cls)
+    group = parser.add_argument_group(cls.__name__)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.metadata.get("cli", True):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        tp, _ = _unwrap_optional(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        help_text = f.metadata.get("help", "")
+        if not required:
+            help_text += f" (default: {default})"
+        kw: dict[str, Any] = {"dest": f.name, "help": help_text, "default": argparse.SUPPRESS}
+        if tp is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if get_origin(tp) is Literal:
+            kw["choices"] = list(get_args(tp))
+        elif get_origin(tp) in (list, tuple):
+            kw["nargs"] = "+"
+            elem = get_args(tp)[0]
+            kw["type"] = elem if elem in (int, float, str) else str
+        elif tp in (int, float, str):
+            kw["type"] = tp
+        if required:
+            kw["required"] = True
+        group.add_argument(flag, **kw)
+
+
+def from_namespace(cls, ns: argparse.Namespace, **overrides):
+    """Build ``cls`` from the flags :func:`add_arguments` added (unset flags keep their defaults)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(ns).items() if k in names}
+    values.update(overrides)
+    return from_dict(cls, values, where="command line")
+
+
+def describe(cls) -> list[tuple[str, str, str]]:
+    """(name, default, help) rows, for docs."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
+        rows.append((f.name, repr(default), f.metadata.get("help", "")))
+    return rows

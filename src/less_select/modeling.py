@@ -1,0 +1,121 @@
+"""Loading models and tokenizers (hub id or local folder), and building tiny offline ones for tests/demo."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+          "float16": torch.float16}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() \
+            else torch.float32
+    if name not in DTYPES:
+        raise UserError(f"dtype {name!r} is not one of auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path)
+    except OSError as exc:
+        raise UserError(f"cannot load a tokenizer from {name_or_path!r}: {str(exc).splitlines()[0]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.unk_token or tok.eos_token
+    return tok
+
+
+def load_model(name_or_path: str, dtype: str = "auto", device: torch.device | None = None):
+    from transformers import AutoModelForCausalLM
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype))
+    except OSError as exc:
+        raise UserError(f"cannot load a model from {name_or_path!r}: {str(exc).splitlines()[0]}") from None
+    return model.to(device or default_device())
+
+
+def load_model_with_adapter(model: str, adapter: str | None, dtype: str = "auto",
+                            device: torch.device | None = None, trainable: bool = False):
+    """Base model plus an optional PEFT adapter folder (LoRA weights kept separate, not merged)."""
+    base = load_model(model, dtype, device)
+    if adapter is None:
+        return base
+    from peft import PeftModel
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise UserError(f"{adapter}: not a PEFT adapter folder (no adapter_config.json)")
+    return PeftModel.from_pretrained(base, adapter, is_trainable=trainable)
+
+
+# --------------------------------------------------------------------------- tiny offline models
+
+def build_tokenizer(texts: Iterable[str], vocab_size: int = 512):
+    """A byte-level BPE tokenizer trained on ``texts`` (offline), Llama-style special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", pad_token="<pad>")
+
+
+def build_tiny_llama(vocab_size: int, *, hidden_size: int = 64, num_layers: int = 2,
+                     num_heads: int = 4, intermediate_size: int = 128, max_positions: int = 512,
+                     seed: int = 0, dtype: torch.dtype = torch.float32, tokenizer=None):
+    """A randomly initialized Llama-architecture causal LM built from a config (nothing downloaded)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
+                      num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                      num_key_value_heads=num_heads, max_position_embeddings=max_positions,
+                      tie_word_embeddings=False)
+    if tokenizer is not None:
+        cfg.bos_token_id = tokenizer.bos_token_id
+        cfg.eos_token_id = tokenizer.eos_token_id
+        cfg.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg).to(dtype)
+    if tokenizer is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+def make_tiny_model_dir(out_dir: str | Path, texts: Iterable[str], *, vocab_size: int = 512,
+                        seed: int = 0, **model_kwargs) -> Path:
+    """Save a tiny tokenizer + Llama model to ``out_dir`` so every stage can load it by path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(texts, vocab_size=vocab_size)
+    model = build_tiny_llama(len(tok), seed=seed, tokenizer=tok, **model_kwargs)
+    tok.save_pretrained(out)
+    model.save_pretrained(out)
+    log.info("wrote tiny model (%d parameters) to %s", sum(p.numel() for p in model.parameters()), out)
+    return out
