@@ -1,0 +1,93 @@
+"""Stage folders: write into ``<dir>.part``, rename when complete; skip when done with the same
+settings, refuse (naming the differing settings) when done with other ones."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import __version__
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+STAGE_FILE = "stage.json"
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k, "<unset>"), new.get(k, "<unset>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
+def stage_status(out_dir: Path, settings: dict[str, Any]) -> str:
+    """'missing', 'done' (same settings) or raises UserError naming what changed."""
+    marker = out_dir / STAGE_FILE
+    if not marker.is_file():
+        return "missing"
+    old = json.loads(marker.read_text())["settings"]
+    new = json.loads(json.dumps(settings))  # normalize tuples/paths as JSON would
+    diff = _diff(old, new)
+    if diff:
+        raise UserError(f"{out_dir} was made with other settings ({'; '.join(diff)}); "
+                        "delete it or use --overwrite to rerun this stage")
+    return "done"
+
+
+@contextlib.contextmanager
+def stage_dir(out_dir: str | Path, name: str, settings: dict[str, Any], *,
+              overwrite: bool = False, resume: bool = False) -> Iterator[Path | None]:
+    """Yield a ``.part`` folder to write into, or ``None`` when the stage is already done.
+
+    On success the folder gets ``stage.json`` (stage name, settings, version, git sha) and is renamed
+    to ``out_dir``. With ``resume`` an existing ``.part`` folder is kept (for chunked stages).
+    """
+    out = Path(out_dir)
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    if stage_status(out, settings) == "done":
+        log.info("%s: %s is up to date with these settings; skipping", name, out)
+        yield None
+        return
+    if out.exists():
+        raise UserError(f"{out} exists but is not a finished {name} stage; delete it or pass --overwrite")
+    part = out.with_name(out.name + ".part")
+    if part.exists() and not resume:
+        shutil.rmtree(part)
+    part.mkdir(parents=True, exist_ok=True)
+    yield part
+    (part / STAGE_FILE).write_text(json.dumps(
+        {"stage": name, "settings": settings, "version": __version__, "git_sha": git_sha()},
+        indent=2, default=str))
+    part.rename(out)
+    log.info("%s: wrote %s", name, out)
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write a file via a temporary sibling and rename, so no partial file is ever visible."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data, encoding="utf-8")
+    tmp.replace(path)
