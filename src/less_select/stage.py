@@ -91,3 +91,25 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     else:
         tmp.write_text(data, encoding="utf-8")
     tmp.replace(path)
+
+
+def finish_stage(part: Path, out: Path, name: str, settings: dict[str, Any]) -> bool:
+    """Mark a ``.part`` folder complete and rename it; False if another process already did."""
+    write_atomic(part / STAGE_FILE, json.dumps(
+        {"stage": name, "settings": settings, "version": __version__, "git_sha": git_sha()},
+        indent=2, default=str))
+    try:
+        part.rename(out)
+    except FileNotFoundError:
+        return False
+    log.info("%s: wrote %s", name, out)
+    return True
+
+
+def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,134 @@
+"""Influence scores of DESIGN.md 2.6, streamed over the memory-mapped pool store.
+
+    Inf(z, V_k) = (1/|V_k|) sum_{z' in V_k} sum_i w_i cos(Pi Gamma_i(z), Pi grad_i(z'))
+    s(z)        = max_k Inf(z, V_k)
+
+Rows are unit vectors, so the cosine is a dot product and the mean over a subtask is the dot product
+with the subtask's mean target row: per checkpoint we form M_i [K, d] (mean unit target row of each
+subtask, subtasks of any size) and stream the pool in blocks, S[block] += w_i X_i[block] @ M_i^T.
+Memory is one block plus the [n, K] result on disk, whatever the pool size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .datastore import Datastore
+from .errors import UserError
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Scores:
+    per_subtask: np.ndarray   # float32 [n_rows, K]
+    subtasks: list[str]
+    noise: dict               # projection-noise estimate (see projection_noise)
+
+    @property
+    def score(self) -> np.ndarray:
+        """s(z) = max over subtasks, float64 [n_rows]."""
+        return self.per_subtask.max(axis=1).astype(np.float64)
+
+    @property
+    def best_subtask(self) -> np.ndarray:
+        return self.per_subtask.argmax(axis=1)
+
+
+def check_compatible(pool: Datastore, targets: Datastore, dim: int) -> None:
+    """Pool and targets must come from the same checkpoints and the same projection."""
+    pc = [(c["name"], c["adapter_sha256"]) for c in pool.checkpoints]
+    tc = [(c["name"], c["adapter_sha256"]) for c in targets.checkpoints]
+    if pc != tc:
+        raise UserError(f"{targets.path}: target features were computed at other checkpoints than "
+                        f"{pool.path} ({[n for n, _ in tc]} vs {[n for n, _ in pc]}, or other adapter "
+                        "weights); rebuild the targets with the datastore's checkpoints")
+    ps, ts = pool.projector_spec(dim), targets.projector_spec(dim)
+    if ps != ts:
+        raise UserError(f"{targets.path}: projection {ts} differs from the datastore's {ps}; "
+                        "use the same --projector, --projection-seed and model")
+    if pool.manifest.get("gradient_type") != "adam":
+        log.warning("%s holds %s features, not the Adam features LESS uses", pool.path,
+                    pool.manifest.get("gradient_type"))
+
+
+def unit_rows(block: np.ndarray) -> np.ndarray:
+    """float32 rows renormalized: float16 storage leaves norms off by ~1e-3, the cosine must not be."""
+    x = np.asarray(block, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def subtask_means(targets: Datastore, checkpoint: str, dim: int) -> tuple[np.ndarray, list[str]]:
+    """M [K, dim]: mean of each subtask's unit target rows (subtask sizes may differ)."""
+    rows = unit_rows(targets.load(checkpoint, dim))                     # [m, d]
+    labels = [str(r["subtask"]) for r in targets.index()]
+    subtasks = sorted(set(labels))
+    means = np.stack([rows[[j for j, s in enumerate(labels) if s == k]].mean(axis=0)
+                      for k in subtasks])                                # [K, d]
+    return means.astype(np.float32), subtasks
+
+
+def compute_scores(pool_path: str | Path, targets_path: str | Path, dim: int | None = None,
+                   out_file: str | Path | None = None) -> Scores:
+    """Influence of every pool row on every target subtask, then the LESS score (max over subtasks)."""
+    pool, targets = Datastore(pool_path), Datastore(targets_path)
+    dim = dim or pool.dims[0]
+    check_compatible(pool, targets, dim)
+    weights = [float(c["weight"]) for c in pool.checkpoints]
+    means = {}
+    subtasks: list[str] = []
+    for c in pool.checkpoints:
+        means[c["name"]], subtasks = subtask_means(targets, c["name"], dim)
+    n, k = pool.n_rows, len(subtasks)
+    if out_file is not None:
+        result = np.lib.format.open_memmap(str(out_file), mode="w+", dtype=np.float32, shape=(n, k))
+    else:
+        result = np.zeros((n, k), np.float32)
+    streams = [pool.iter_blocks(c["name"], dim) for c in pool.checkpoints]
+    with Progress("scoring", total=n, unit="rows") as prog:
+        for blocks in zip(*streams):
+            start = blocks[0][0]
+            acc = np.zeros((blocks[0][1].shape[0], k), np.float32)
+            for (_, block), c, w in zip(blocks, pool.checkpoints, weights):
+                acc += w * (unit_rows(block) @ means[c["name"]].T)       # [B,d] @ [d,K] -> [B,K]
+            result[start:start + acc.shape[0]] = acc
+            prog.update(acc.shape[0])
+    if out_file is not None:
+        result.flush()
+    if not np.isfinite(result).all():
+        raise UserError(f"{pool.path}: non-finite scores; the store is corrupt, rebuild it")
+    noise = projection_noise(means, weights, pool.checkpoints, dim, np.asarray(result).max(axis=1),
+                             pool.projector_spec(dim).get("kind"))
+    return Scores(np.asarray(result), subtasks, noise)
+
+
+def projection_noise(means: dict[str, np.ndarray], weights: list[float], checkpoints: list[dict],
+                     dim: int, scores: np.ndarray, kind: str | None) -> dict:
+    """How much of the score spread a random projection of this d could explain.
+
+    The projected score for subtask k at checkpoint i is <Pi x, Pi m_ik> for a unit x and the mean
+    target row m_ik; a JL map makes its error ~ |m_ik| / sqrt(d) (one standard deviation). Summing
+    the weighted checkpoints (errors taken as independent) gives the noise we compare with the
+    standard deviation of the scores across the pool.
+    """
+    if kind == "identity":
+        sigma = 0.0
+    else:
+        var = 0.0
+        for c, w in zip(checkpoints, weights):
+            norms = np.linalg.norm(means[c["name"]], axis=1)
+            var += (w * float(norms.max())) ** 2
+        sigma = math.sqrt(var / dim)
+    spread = float(np.std(scores)) if scores.size else 0.0
+    ratio = sigma / spread if spread > 0 else float("inf")
+    return {"dim": dim, "projector": kind, "noise_std": sigma, "score_std": spread,
+            "noise_to_spread": ratio,
+            "noise_dominated": bool(ratio > 0.5),
+            "dim_for_ratio_0.25": int(math.ceil(dim * (ratio / 0.25) ** 2)) if sigma > 0 and spread > 0 else dim}

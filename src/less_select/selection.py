@@ -1,0 +1,187 @@
+"""Top-k selection (DESIGN.md 2.7) and its outputs, shared by LESS and every baseline.
+
+Outputs in the selection folder:
+  ``top_p0.05.jsonl`` (or ``top_k<k>.jsonl``): the selected records as they were in the input files,
+  best first; ``scores.csv``: every pool example's score, rank, selected flag and provenance
+  (examples that could not be scored are listed with their reason); ``selection.json``: counts,
+  score statistics, per-source and per-task shares, warnings.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .configs import option
+from .data import Example
+from .errors import UserError
+from .stage import write_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BudgetConfig:
+    """How many examples to select."""
+
+    percentage: float = option(0.05, help="Fraction p of the pool to select: floor(p * |pool|).")
+    top_k: int = option(0, help="Select exactly this many instead (overrides --percentage when > 0).")
+
+    def n_select(self, n_pool: int) -> int:
+        if self.top_k > 0:
+            return self.top_k
+        if not 0 < self.percentage <= 1:
+            raise UserError(f"percentage must be in (0, 1], got {self.percentage}")
+        return int(math.floor(self.percentage * n_pool + 1e-9))
+
+    @property
+    def file_stem(self) -> str:
+        return f"top_k{self.top_k}" if self.top_k > 0 else f"top_p{self.percentage:g}"
+
+
+def rank_order(scores: np.ndarray) -> np.ndarray:
+    """Indices by descending score; ties by ascending index (deterministic, platform independent)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if np.isnan(scores).any():
+        raise UserError(f"{int(np.isnan(scores).sum())} score(s) are NaN; refusing to rank them")
+    return np.lexsort((np.arange(len(scores)), -scores))
+
+
+def _task_of(ex: Example) -> str | None:
+    t = ex.raw.get("task") if isinstance(ex.raw, dict) else None
+    return str(t) if t is not None else None
+
+
+def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np.ndarray,
+                    budget: BudgetConfig, method: str, *, n_pool: int | None = None,
+                    unscored: Sequence[tuple[Example, str]] = (), best_subtask: Sequence[str] | None = None,
+                    extra: dict | None = None) -> dict:
+    """Rank ``examples`` by ``scores`` and write the selection folder; returns the report."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if len(examples) != len(scores):
+        raise ValueError("examples and scores differ in length")
+    n_pool = n_pool if n_pool is not None else len(examples) + len(unscored)
+    k = budget.n_select(n_pool)
+    warnings = []
+    if k > len(examples):
+        warnings.append(f"budget {k} exceeds the {len(examples)} scored examples; selecting all of them")
+        k = len(examples)
+    if k <= 0:
+        raise UserError(f"the budget selects no example from a pool of {n_pool}; raise --percentage or --top-k")
+    order = rank_order(scores)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    chosen = order[:k]
+
+    jsonl = io.StringIO()
+    for i in chosen:
+        jsonl.write(json.dumps(examples[i].raw, ensure_ascii=False) + "\n")
+    sel_path = out / f"{budget.file_stem}.jsonl"
+    write_atomic(sel_path, jsonl.getvalue())
+
+    table = io.StringIO()
+    w = csv.writer(table)
+    w.writerow(["rank", "score", "selected", "id", "file", "line", "task", "best_subtask", "status"])
+    for i in order:
+        ex = examples[i]
+        w.writerow([int(rank[i]), f"{scores[i]:.8g}", int(rank[i] <= k), ex.id, ex.source, ex.line,
+                    _task_of(ex) or "", best_subtask[i] if best_subtask is not None else "", "scored"])
+    for ex, reason in unscored:
+        w.writerow(["", "", 0, ex.id, ex.source, ex.line, _task_of(ex) or "", "", reason])
+    write_atomic(out / "scores.csv", table.getvalue())
+
+    sel = [examples[i] for i in chosen]
+    by_source = collections.Counter(Path(e.source).name for e in sel)
+    by_task = collections.Counter(_task_of(e) or "<none>" for e in sel)
+    s = np.asarray(scores, dtype=np.float64)
+    report = {
+        "method": method, "n_pool": n_pool, "n_scored": len(examples), "n_unscored": len(unscored),
+        "n_selected": k, "budget": {"percentage": budget.percentage, "top_k": budget.top_k},
+        "selected_file": sel_path.name,
+        "score_stats": {"mean": float(s.mean()), "std": float(s.std()), "min": float(s.min()),
+                        "max": float(s.max()), "threshold": float(s[chosen[-1]])},
+        "selected_by_source": dict(by_source.most_common()),
+        "selected_by_task": dict(by_task.most_common()),
+        "warnings": warnings, **(extra or {}),
+    }
+    for msg in warnings:
+        log.warning(msg)
+    write_atomic(out / "selection.json", json.dumps(report, indent=2))
+    log.info("%s: selected %d of %d example(s) -> %s", method, k, n_pool, sel_path)
+    return report
+
+
+@dataclass
+class SelectConfig(BudgetConfig):
+    """The LESS ``select`` stage: score the pool datastore against target features, take the top."""
+
+    datastore: str = option("", help="Finished pool datastore folder.")
+    targets: str = option("", help="Finished target-features folder (same checkpoints and projection).")
+    output_dir: str = option("", help="Selection folder to write.")
+    dim: int = option(0, help="Projection dimension to score with (0: the store's first).")
+
+
+def pool_examples_for_store(store) -> tuple[list[Example], list[tuple[Example, str]], int]:
+    """Re-read the pool files a store was built from: (row-aligned examples, unscored, pool size).
+
+    Refuses when a file changed since the store was built (rows would no longer match)."""
+    from .data import load_examples
+    from .stage import file_sha256
+    settings = json.loads((store.path / "stage.json").read_text())["settings"]
+    cfg = settings["config"]
+    files = [f["path"] for f in store.manifest["data_files"]]
+    for f in store.manifest["data_files"]:
+        if not Path(f["path"]).is_file():
+            raise UserError(f"{f['path']}: pool file of {store.path} is missing")
+        if file_sha256(f["path"]) != f["sha256"]:
+            raise UserError(f"{f['path']} changed since {store.path} was built; rebuild the datastore")
+    examples, _ = load_examples(files, lenient=cfg.get("lenient", False),
+                                max_per_file=cfg.get("max_examples") or None)
+    by_key = {(e.source, e.line): e for e in examples}
+    rows = [by_key[(r["file"], r["line"])] for r in store.index()]
+    with open(store.path / "skipped.jsonl", encoding="utf-8") as fh:
+        unscored = [(by_key[(r["file"], r["line"])], r["reason"]) for r in map(json.loads, fh)]
+    return rows, unscored, len(examples)
+
+
+def run_select(config: SelectConfig) -> dict:
+    """Score (DESIGN.md 2.6), select (2.7) and write the selection folder."""
+    from .datastore import Datastore
+    from .scoring import compute_scores
+    if not (config.datastore and config.targets and config.output_dir):
+        raise UserError("select needs --datastore, --targets and --output-dir")
+    out = Path(config.output_dir)
+    part = out.with_name(out.name + ".part")
+    part.mkdir(parents=True, exist_ok=True)
+    scores = compute_scores(config.datastore, config.targets, config.dim or None,
+                            out_file=part / "per_subtask_scores.npy")
+    store = Datastore(config.datastore)
+    rows, unscored, n_pool = pool_examples_for_store(store)
+    noise = scores.noise
+    extra = {"datastore": str(store.path), "targets": str(config.targets), "subtasks": scores.subtasks,
+             "projection_noise": noise}
+    if noise["noise_dominated"]:
+        msg = (f"projection noise (std {noise['noise_std']:.3g} at d={noise['dim']}) is "
+               f"{noise['noise_to_spread']:.2f}x the spread of the scores (std {noise['score_std']:.3g}): "
+               f"the ranking is dominated by projection noise; d >= {noise['dim_for_ratio_0.25']} "
+               "would make it reliable")
+        log.warning(msg)
+        extra["noise_warning"] = msg
+    best = [scores.subtasks[j] for j in scores.best_subtask]
+    report = write_selection(part, rows, scores.score, config, "less", n_pool=n_pool,
+                             unscored=unscored, best_subtask=best, extra=extra)
+    import shutil
+    if out.exists():
+        shutil.rmtree(out)
+    part.rename(out)
+    return report

@@ -1,0 +1,95 @@
+"""Streaming influence scores against a brute-force loop over DESIGN.md 2.6, and selection order."""
+
+import json
+
+import numpy as np
+import pytest
+
+from less_select import datastore as ds
+from less_select.errors import UserError
+from less_select.scoring import compute_scores
+from less_select.selection import BudgetConfig, rank_order
+
+
+def write_store(root, mats, weights, subtasks=None, chunk_size=3, proj=None):
+    """A store on disk from in-memory unit rows {checkpoint: [n, d]}."""
+    root.mkdir(parents=True)
+    names = list(mats)
+    n, d = mats[names[0]].shape
+    for name, m in mats.items():
+        for c in range(ds.n_chunks(n, chunk_size)):
+            ds.write_chunk(root, name, d, c, m[c * chunk_size:(c + 1) * chunk_size])
+    manifest = {"format_version": ds.FORMAT_VERSION, "n_rows": n, "chunk_size": chunk_size,
+                "gradient_type": "adam" if subtasks is None else "sgd",
+                "projectors": [proj or {"kind": "identity", "dim": d, "seed": 0, "total_params": d}],
+                "checkpoints": [{"name": k, "weight": w, "adapter_sha256": k} for k, w in zip(names, weights)]}
+    (root / ds.MANIFEST).write_text(json.dumps(manifest))
+    (root / ds.INDEX).write_text("".join(json.dumps({"row": i, "subtask": subtasks[i] if subtasks else None}) + "\n"
+                                         for i in range(n)))
+    return root
+
+
+def unit(rng, n, d):
+    x = rng.standard_normal((n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+
+
+def brute_force(pool, targets, weights, subtasks):
+    """Inf(z, V_k) = 1/|V_k| sum_{z' in V_k} sum_i w_i cos(.,.); s = max_k, one loop per term."""
+    n = next(iter(pool.values())).shape[0]
+    out = np.zeros(n)
+    ks = sorted(set(subtasks))
+    for z in range(n):
+        best = -np.inf
+        for k in ks:
+            members = [j for j, s in enumerate(subtasks) if s == k]
+            total = 0.0
+            for j in members:
+                for (name, w) in zip(pool, weights):
+                    a = pool[name][z].astype(np.float64)
+                    b = targets[name][j].astype(np.float64)
+                    total += w * a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+            best = max(best, total / len(members))
+        out[z] = best
+    return out
+
+
+def test_streamed_scores_equal_brute_force_with_unequal_subtasks(tmp_path):
+    rng = np.random.default_rng(0)
+    names, weights = ["checkpoint-1", "checkpoint-2", "checkpoint-3"], [0.5, 0.3, 0.2]
+    pool = {k: unit(rng, 11, 16) for k in names}
+    targets = {k: unit(rng, 6, 16) for k in names}
+    subtasks = ["b", "a", "b", "c", "b", "b"]  # sizes 1, 4, 1; not contiguous
+    write_store(tmp_path / "pool", pool, weights)
+    write_store(tmp_path / "tgt", targets, weights, subtasks=subtasks)
+    got = compute_scores(tmp_path / "pool", tmp_path / "tgt", out_file=tmp_path / "s.npy")
+    want = brute_force(pool, targets, weights, subtasks)
+    assert got.subtasks == ["a", "b", "c"]
+    np.testing.assert_allclose(got.score, want, rtol=1e-5, atol=1e-6)
+    assert np.load(tmp_path / "s.npy").shape == (11, 3)
+
+
+def test_mismatched_checkpoints_or_projection_refused(tmp_path):
+    rng = np.random.default_rng(1)
+    write_store(tmp_path / "pool", {"c1": unit(rng, 4, 8)}, [1.0])
+    write_store(tmp_path / "tgt", {"c2": unit(rng, 2, 8)}, [1.0], subtasks=["a", "a"])
+    with pytest.raises(UserError, match="other checkpoints"):
+        compute_scores(tmp_path / "pool", tmp_path / "tgt")
+    write_store(tmp_path / "tgt2", {"c1": unit(rng, 2, 8)}, [1.0], subtasks=["a", "a"],
+                proj={"kind": "sparse", "dim": 8, "seed": 1, "total_params": 8})
+    with pytest.raises(UserError, match="projection"):
+        compute_scores(tmp_path / "pool", tmp_path / "tgt2")
+
+
+def test_rank_order_is_stable_and_refuses_nan():
+    scores = np.array([0.2, 0.5, 0.2, 0.5, 0.1])
+    assert rank_order(scores).tolist() == [1, 3, 0, 2, 4]
+    with pytest.raises(UserError, match="NaN"):
+        rank_order(np.array([0.1, np.nan]))
+
+
+def test_budget():
+    assert BudgetConfig(percentage=0.05).n_select(270_679) == 13_533
+    assert BudgetConfig(top_k=7).n_select(100) == 7
+    with pytest.raises(UserError):
+        BudgetConfig(percentage=1.5).n_select(10)
