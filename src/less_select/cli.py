@@ -1,0 +1,102 @@
+"""The ``less-select`` command: one thin subcommand per stage over its config dataclass.
+
+User mistakes (``UserError``) print one line and exit with status 2; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Callable
+
+from . import __version__
+from .configs import add_arguments, from_namespace
+from .errors import UserError
+
+
+def _stage(sub, name: str, help: str, cls_path: str, run_path: str, *, skip=()) -> None:
+    """Register a subcommand whose flags are the fields of a config dataclass."""
+    import importlib
+    mod_name, cls_name = cls_path.rsplit(":", 1)
+    cls = getattr(importlib.import_module(mod_name), cls_name)
+    p = sub.add_parser(name, help=help, description=help + "\n\n" + (cls.__doc__ or ""),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p, cls, skip=skip)
+
+    def handler(ns):
+        run_mod, run_name = run_path.rsplit(":", 1)
+        run = getattr(importlib.import_module(run_mod), run_name)
+        result = run(from_namespace(cls, ns))
+        if isinstance(result, dict):
+            print(json.dumps(result, indent=2, default=str)[:4000])
+        elif result is not None:
+            print(result)
+    p.set_defaults(handler=handler)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="less-select", description=(
+        "Targeted instruction-data selection with LESS (Xia et al., ICML 2024)."))
+    parser.add_argument("--version", action="version", version=f"less-select {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: leave torch's default).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    pr = sub.add_parser("run", help="Run the whole pipeline from a YAML config, skipping finished stages.")
+    pr.add_argument("config", help="Pipeline YAML file (see examples/ and the README).")
+    pr.add_argument("--only", nargs="+", help="Run only these stages.")
+    pr.set_defaults(handler=lambda ns: __import__("less_select.pipeline", fromlist=["x"]).run_pipeline_file(
+        ns.config, only=ns.only))
+
+    _stage(sub, "warmup", "LoRA warmup training on a random fraction of the pool.",
+           "less_select.training.warmup:WarmupConfig", "less_select.training.warmup:run_warmup")
+    _stage(sub, "datastore", "Adam-preconditioned, projected per-example gradients of the pool.",
+           "less_select.gradients.builder:DatastoreConfig", "less_select.gradients.builder:run_datastore")
+    _stage(sub, "targets", "Gradient features of the target examples (BBH/MMLU/TydiQA or a file).",
+           "less_select.gradients.builder:TargetsConfig", "less_select.gradients.builder:run_targets")
+    _stage(sub, "select", "Influence scores and top-k selection.",
+           "less_select.selection:SelectConfig", "less_select.selection:run_select")
+    _stage(sub, "baseline", "Select with a baseline method (random, bm25, dsir, rds, rds_plus).",
+           "less_select.baselines.stage:BaselineConfig", "less_select.baselines.stage:run_baseline")
+    _stage(sub, "train", "Train a model (LoRA or full) on a selection.",
+           "less_select.training.finetune:FinetuneConfig", "less_select.training.finetune:run_finetune")
+    _stage(sub, "eval", "Evaluate a model: bbh, mmlu, tydiqa, or loss:FILE.",
+           "less_select.evaluation.run:EvalConfig", "less_select.evaluation.run:run_eval")
+    _stage(sub, "demo", "The whole pipeline on built-in synthetic data with a tiny model.",
+           "less_select.demo.run:DemoConfig", "less_select.demo.run:run_demo")
+    _stage(sub, "compare", "Compare selection methods at one budget: train, evaluate, report.",
+           "less_select.compare:CompareConfig", "less_select.compare:run_compare")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if ns.threads:
+        import torch
+        torch.set_num_threads(ns.threads)
+    handler: Callable | None = getattr(ns, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 1
+    try:
+        handler(ns)
+    except UserError as exc:
+        print(f"less-select {ns.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished chunks/stages are kept and the next run resumes", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

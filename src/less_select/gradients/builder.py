@@ -1,0 +1,370 @@
+"""The datastore and target-feature stages: per-example features of every example at every
+checkpoint, projected (several d in one pass), row-normalized and written chunk by chunk.
+
+Pool examples get the Adam-preconditioned gradient (DESIGN.md 2.3), target examples the plain
+gradient (2.4). Work is split into chunks of rows; a chunk is committed only when complete, so a
+crashed build resumes where it stopped and several processes (``torchrun`` ranks, or
+``--num-shards``/``--shard-index``) can build disjoint chunks of one store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .. import datastore as ds
+from ..configs import option, to_dict
+from ..data import Example, load_examples
+from ..data.batching import collate, token_budget_batches
+from ..data.encode import Encoded, Template, encode_all
+from ..errors import UserError
+from ..modeling import default_device, load_model, load_tokenizer
+from ..progress import Progress
+from ..projection import make_projector
+from ..stage import file_sha256, finish_stage, stage_status, write_atomic
+from ..training.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
+from .features import AdamVariant, adam_preconditioned_gradient
+from .per_example import PerExampleLoraGradients
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureConfig:
+    """Options shared by the pool datastore and the target features (they must agree)."""
+
+    model: str = option("", help="Base model: a Hugging Face id or a local folder.")
+    checkpoints: list[str] = option(factory=list, help=(
+        "Warmup checkpoint folders, or one folder holding checkpoint-* subfolders "
+        "(ours, HF Trainer with optimizer.pt, or FSDP optimizer.bin)."))
+    output_dir: str = option("", help="Folder to write the store into.")
+    projector: str = option("sparse", help=(
+        "Projection kind: 'sparse' (sparse JL / CountSketch, fast, default), 'rademacher' "
+        "(dense, the paper's), or 'identity' (no projection; exact, small models only)."))
+    dims: list[int] = option(factory=lambda: [8192], help="Projection dimensions d (several in one pass).")
+    projection_seed: int = option(0, help="Seed of the projection; pool and targets must share it.")
+    max_seq_length: int = option(2048, help="Truncate examples to this many tokens.")
+    template: Template = option("auto", help="Chat encoding: auto (tokenizer template if any, else Tulu), tulu, chat_template.")
+    dtype: str = option("auto", help="Model dtype for the forward/backward: auto, float32, bfloat16, float16, float64.")
+    max_tokens_per_batch: int = option(8192, help="Token budget of a batch (batch size x longest sequence).")
+    max_batch_size: int = option(64, help="Upper bound on examples per batch.")
+    chunk_size: int = option(4096, help="Rows per committed chunk (unit of resume and sharding).")
+    num_shards: int = option(0, help="Processes sharing the build (0: WORLD_SIZE from torchrun, else 1).")
+    shard_index: int = option(-1, help="This process's shard (-1: RANK from torchrun, else 0).")
+    overwrite: bool = option(False, help="Delete a finished store with other settings and rebuild.")
+
+
+@dataclass
+class DatastoreConfig(FeatureConfig):
+    """The pool gradient datastore (Adam features)."""
+
+    data: list[str] = option(factory=list, help="Pool files (.jsonl/.json/.parquet, optionally .gz).")
+    gradient_type: Literal["adam", "sgd"] = option("adam", help="Feature of pool examples: adam (LESS) or sgd.")
+    adam_variant: AdamVariant = option("less", help=(
+        "Adam feature formula: less (the original: no bias correction, eps inside the root), "
+        "bias_corrected, eps_outside."))
+    mean_lrs: list[float] = option(factory=list, help="Override each checkpoint's mean learning rate.")
+    lenient: bool = option(False, help="Skip (and count) malformed records instead of stopping.")
+    max_examples: int = option(0, help="Use only the first N examples of each file (0: all).")
+
+
+def resolve_checkpoints(paths: list[str]) -> list[Path]:
+    if not paths:
+        raise UserError("no checkpoints given (--checkpoints)")
+    if len(paths) == 1 and not (Path(paths[0]) / "adapter_config.json").is_file():
+        return list_checkpoints(paths[0])
+    return [Path(p) for p in paths]
+
+
+def _shard() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type: str,
+                adam_variant: AdamVariant = "less", mean_lrs: list[float] | None = None,
+                data_files: list[str] | None = None, extra: dict | None = None) -> Path:
+    """Compute, project and write features of ``examples`` at every checkpoint. Returns the store."""
+    if not config.model:
+        raise UserError("no model given (--model)")
+    if not config.output_dir:
+        raise UserError("no output folder given (--output-dir)")
+    if any(d <= 0 for d in config.dims) or len(set(config.dims)) != len(config.dims):
+        raise UserError(f"dims must be distinct positive integers, got {config.dims}")
+    ckpt_paths = resolve_checkpoints(config.checkpoints)
+    out = Path(config.output_dir)
+    settings = {
+        "config": {k: v for k, v in to_dict(config).items()
+                   if k not in ("output_dir", "num_shards", "shard_index", "overwrite",
+                                "max_tokens_per_batch", "max_batch_size")},
+        "gradient_type": gradient_type, "adam_variant": adam_variant, "mean_lrs": mean_lrs or [],
+        "checkpoints": [{"path": str(p), "adapter_sha256": file_sha256(p / "adapter_model.safetensors")}
+                        for p in ckpt_paths],
+        "data_files": [{"path": f, "sha256": file_sha256(f)} for f in (data_files or [])],
+        "examples_sha256": examples_fingerprint(examples),
+        **(extra or {}),
+    }
+    if config.overwrite and out.exists():
+        shutil.rmtree(out)
+    if stage_status(out, settings) == "done":
+        log.info("%s is up to date with these settings; skipping", out)
+        return out
+    if out.exists():
+        raise UserError(f"{out} exists but is not a finished store; delete it or pass --overwrite")
+
+    rank, world = _shard()
+    if config.num_shards:
+        world = config.num_shards
+    if config.shard_index >= 0:
+        rank = config.shard_index
+    if not 0 <= rank < world:
+        raise UserError(f"shard index {rank} is not in [0, {world})")
+
+    part = out.with_name(out.name + ".part")
+    settings_file = part / "settings.json"
+    settings_json = json.dumps(settings, sort_keys=True, default=str)
+    if part.exists() and (not settings_file.is_file() or settings_file.read_text() != settings_json):
+        if world > 1:
+            raise UserError(f"{part} holds a partial build with other settings; delete it first")
+        log.warning("%s holds a partial build with other settings; starting over", part)
+        shutil.rmtree(part)
+    part.mkdir(parents=True, exist_ok=True)
+    if not settings_file.is_file():
+        write_atomic(settings_file, settings_json)
+
+    tokenizer = load_tokenizer(config.model)
+    encoded, enc_report = encode_all(examples, tokenizer, config.max_seq_length, config.template)
+    keep = [i for i, e in enumerate(encoded) if e.n_completion_tokens > 0]
+    rows_ex = [examples[i] for i in keep]
+    rows_enc = [encoded[i] for i in keep]
+    n_rows = len(rows_ex)
+    if n_rows == 0:
+        raise UserError("no example has a completion token left after truncation; nothing to store")
+    chunks = n_chunks_total = ds.n_chunks(n_rows, config.chunk_size)
+    mine = [c for c in range(n_chunks_total) if c % world == rank]
+
+    device = default_device()
+    model = load_model(config.model, config.dtype, device)
+    ckpts = []
+    for i, p in enumerate(ckpt_paths):
+        lr = mean_lrs[i] if mean_lrs else None
+        if gradient_type == "adam":
+            ckpts.append(load_checkpoint(p, mean_lr=lr))
+        else:  # plain gradients need only the adapter weights
+            if not (p / "adapter_model.safetensors").is_file():
+                raise UserError(f"{p}: no adapter_model.safetensors in this checkpoint")
+            ckpts.append(Checkpoint(path=p, adapter_dir=p, step=0, epoch=None, mean_lr=lr,
+                                    exp_avg={}, exp_avg_sq={}))
+    names = [_ckpt_name(c.path) for c in ckpts]
+    if len(set(names)) != len(names):
+        raise UserError(f"checkpoint folder names must be distinct, got {names}")
+
+    peft_model = _attach_adapter(model, ckpts[0].adapter_dir)
+    log.info("building %s features: %d rows (%d skipped: no completion token), %d checkpoint(s), "
+             "dims %s, projector %s, shard %d/%d (%d of %d chunks)", gradient_type, n_rows,
+             len(examples) - n_rows, len(ckpts), config.dims, config.projector, rank, world,
+             len(mine), chunks)
+    for ck, name in zip(ckpts, names):
+        todo = [c for c in mine if not all(ds.chunk_path(part, name, d, c).is_file() for d in config.dims)]
+        if not todo:
+            continue
+        _load_adapter_weights(peft_model, ck.adapter_dir)
+        with Progress(f"features@{name}", total=sum(_chunk_len(c, config.chunk_size, n_rows) for c in todo)) as prog:
+            for c in todo:
+                lo, hi = c * config.chunk_size, min((c + 1) * config.chunk_size, n_rows)
+                feats = _chunk_features(peft_model, rows_enc[lo:hi], ck, config, gradient_type,
+                                        adam_variant, tokenizer.pad_token_id, device, prog)
+                for d, mat in feats.items():
+                    ds.write_chunk(part, name, d, c, mat)
+
+    complete = all(ds.chunk_path(part, n, d, c).is_file()
+                   for n in names for d in config.dims for c in range(chunks))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        complete = complete and rank == 0
+    if not complete:
+        log.info("shard %d done; the store completes when every shard has run", rank)
+        return out
+
+    layout_params = _total_lora_params(peft_model)
+    weights = _checkpoint_weights(ckpts)
+    manifest = {
+        "format_version": ds.FORMAT_VERSION,
+        "model": config.model,
+        "gradient_type": gradient_type,
+        "adam_variant": adam_variant if gradient_type == "adam" else None,
+        "checkpoints": [{"name": n, "path": str(c.path), "step": c.step, "mean_lr": c.mean_lr,
+                         "weight": w, "adapter_sha256": s["adapter_sha256"]}
+                        for n, c, w, s in zip(names, ckpts, weights, settings["checkpoints"])],
+        "projectors": [make_projector(config.projector, layout_params, d, config.projection_seed).spec()
+                       for d in config.dims],
+        "total_params": layout_params,
+        "dtype": "float16", "normalized": True,
+        "chunk_size": config.chunk_size,
+        "n_rows": n_rows, "n_examples": len(examples), "n_skipped_no_completion": len(examples) - n_rows,
+        "n_truncated": enc_report.truncated, "encodings": list(enc_report.encodings),
+        "max_seq_length": config.max_seq_length, "template": config.template,
+        "data_files": settings["data_files"],
+        **(extra or {}),
+    }
+    write_atomic(part / ds.MANIFEST, json.dumps(manifest, indent=2))
+    write_atomic(part / ds.INDEX, "".join(json.dumps(
+        {"row": r, "id": ex.id, "file": ex.source, "line": ex.line, "subtask": ex.subtask,
+         "n_tokens": len(enc.input_ids)}) + "\n" for r, (ex, enc) in enumerate(zip(rows_ex, rows_enc))))
+    kept = set(keep)
+    write_atomic(part / ds.SKIPPED, "".join(json.dumps(
+        {"id": ex.id, "file": ex.source, "line": ex.line, "reason": "no completion token after truncation"})
+        + "\n" for i, ex in enumerate(examples) if i not in kept))
+    settings_file.unlink()
+    finish_stage(part, out, "datastore", settings)
+    return out
+
+
+def examples_fingerprint(examples: list[Example]) -> str:
+    """Hash of the examples' ids and text: a store is reused only for the same examples."""
+    import hashlib
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.id, ex.messages, ex.prompt, ex.completion, ex.subtask]).encode())
+    return h.hexdigest()
+
+
+def _ckpt_name(path: Path) -> str:
+    return path.name
+
+
+def _chunk_len(c: int, size: int, n: int) -> int:
+    return min((c + 1) * size, n) - c * size
+
+
+def _checkpoint_weights(ckpts) -> list[float]:
+    lrs = [c.mean_lr for c in ckpts]
+    if any(lr is None for lr in lrs):
+        return [1.0 / len(ckpts)] * len(ckpts)
+    total = sum(lrs)
+    if total <= 0:
+        raise UserError(f"checkpoint mean learning rates must be positive, got {lrs}")
+    return [lr / total for lr in lrs]
+
+
+def _attach_adapter(model, adapter_dir: Path):
+    from peft import PeftModel
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+
+
+def _load_adapter_weights(peft_model, adapter_dir: Path) -> None:
+    """Load this checkpoint's LoRA weights, checking every LoRA matrix was replaced."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    state = load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(peft_model, state)
+    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    if missing:
+        raise UserError(f"{adapter_dir}: adapter lacks {len(missing)} LoRA weight(s), e.g. {missing[0]}")
+
+
+def _total_lora_params(peft_model) -> int:
+    from .per_example import lora_layout
+    last = lora_layout(peft_model)[-1]
+    return last.offset + last.numel
+
+
+def _chunk_features(model, encoded: list[Encoded], ckpt, config: FeatureConfig, gradient_type: str,
+                    adam_variant: AdamVariant, pad_id: int, device, prog: Progress) -> dict[int, np.ndarray]:
+    """Projected, normalized features {dim: float32 [rows, dim]} of one chunk of rows."""
+    from .per_example import lora_layout
+    layout = lora_layout(model)
+    total = layout[-1].offset + layout[-1].numel
+    projectors = {d: make_projector(config.projector, total, d, config.projection_seed, device=device)
+                  for d in config.dims}
+    out = {d: np.zeros((len(encoded), d), np.float32) for d in config.dims}
+    moments = None
+    if gradient_type == "adam":
+        moments = {}
+        for p in layout:
+            if p.name not in ckpt.exp_avg:
+                raise UserError(f"{ckpt.path}: optimizer state has no moments for {p.name}")
+            moments[p.name] = (ckpt.exp_avg[p.name].to(device), ckpt.exp_avg_sq[p.name].to(device))
+    acc: dict[int, torch.Tensor] = {}
+
+    def on_block(param, grad):                                       # grad: [N, p]
+        if moments is not None:
+            m, v = moments[param.name]
+            grad = adam_preconditioned_gradient(grad, m, v, ckpt.betas, ckpt.eps, adam_variant, ckpt.step)
+        for d, proj in projectors.items():
+            contrib = proj.project_block(grad.float(), param.offset)    # [N, d]
+            acc[d] = contrib if d not in acc else acc[d] + contrib
+
+    lengths = [len(e.input_ids) for e in encoded]
+    with PerExampleLoraGradients(model, on_block) as collector:
+        for batch_idx in token_budget_batches(lengths, config.max_tokens_per_batch, config.max_batch_size):
+            batch = {k: v.to(device) for k, v in collate([encoded[i] for i in batch_idx], pad_id).items()}
+            acc.clear()
+            collector.run(batch)
+            for d, mat in acc.items():
+                mat = torch.nn.functional.normalize(mat, dim=1)           # rows L2-normalized
+                out[d][batch_idx] = mat.cpu().numpy()
+            prog.update(len(batch_idx), extra=sum(lengths[i] for i in batch_idx))
+    return out
+
+
+def run_datastore(config: DatastoreConfig) -> Path:
+    """The ``datastore`` stage: Adam features of every pool example at every checkpoint."""
+    if not config.data:
+        raise UserError("no pool files given (--data)")
+    examples, report = load_examples(config.data, lenient=config.lenient,
+                                     max_per_file=config.max_examples or None)
+    extra = {"kind": "pool", "n_malformed_skipped": report.total_skipped}
+    return build_store(config, examples, gradient_type=config.gradient_type,
+                       adam_variant=config.adam_variant, mean_lrs=config.mean_lrs or None,
+                       data_files=list(config.data), extra=extra)
+
+
+@dataclass
+class TargetsConfig(FeatureConfig):
+    """Target features (plain gradients) of a target task, with each row's subtask."""
+
+    task: str = option("", help="bbh, mmlu, tydiqa (LESS validation sets) or a file of target examples.")
+    data_dir: str = option("", help="LESS data folder (holding eval/) for the built-in tasks.")
+    datastore: str = option("", help=(
+        "A finished pool datastore: model, checkpoints and projection settings left at their "
+        "defaults are taken from its manifest, so targets and pool always match."))
+
+
+def fill_from_datastore(config: TargetsConfig) -> TargetsConfig:
+    """Take unset feature options from the pool datastore's manifest."""
+    if not config.datastore:
+        return config
+    store = ds.Datastore(config.datastore)
+    mf = store.manifest
+    settings = json.loads((store.path / "stage.json").read_text())["settings"]["config"]
+    defaults = FeatureConfig()
+    updates = {}
+    for field in ("model", "checkpoints", "projector", "dims", "projection_seed", "max_seq_length",
+                  "template", "dtype"):
+        if getattr(config, field) == getattr(defaults, field):
+            updates[field] = settings[field] if field != "checkpoints" else \
+                [c["path"] for c in mf["checkpoints"]]
+    return dataclasses.replace(config, **updates)
+
+
+def run_targets(config: TargetsConfig) -> Path:
+    """The ``targets`` stage: plain-gradient features of the target examples."""
+    from ..evaluation.targets import build_target_examples
+    if not config.task:
+        raise UserError("no target task given (--task bbh|mmlu|tydiqa|FILE)")
+    config = fill_from_datastore(config)
+    examples = build_target_examples(config.task, config.data_dir or None)
+    files = [config.task] if Path(config.task).is_file() else []
+    return build_store(config, examples, gradient_type="sgd", data_files=files,
+                       extra={"kind": "targets", "task": config.task,
+                              "subtasks": sorted({str(e.subtask) for e in examples})})

@@ -1,0 +1,134 @@
+"""``less-select run CONFIG.yaml``: the stages in order over one run folder.
+
+The YAML holds shared keys (``run_dir``, ``model``, ``data``) and one section per stage whose keys
+are exactly that stage's config fields (``warmup``, ``datastore``, ``targets``, ``select``,
+``train``, ``eval``). The pipeline fills in the paths that connect the stages::
+
+    <run_dir>/warmup/checkpoint-*        <run_dir>/datastore
+    <run_dir>/targets/<task>             <run_dir>/selected/<task>
+    <run_dir>/train/<task>               <run_dir>/eval/<task>
+
+Each stage skips itself when its output exists with the same settings and refuses (naming the
+setting) when it exists with other ones; ``--overwrite`` in a section reruns it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .configs import from_dict
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("warmup", "datastore", "targets", "select", "train", "eval")
+TOP_LEVEL = {"run_dir", "model", "data", "data_dir", *SECTIONS}
+
+
+def task_name(task: str) -> str:
+    return Path(task).name.split(".")[0] if ("/" in task or "." in task) else task
+
+
+def load_pipeline_config(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: no such pipeline config")
+    try:
+        cfg = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise UserError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"{p}: the pipeline config must be a mapping")
+    unknown = sorted(set(cfg) - TOP_LEVEL)
+    if unknown:
+        raise UserError(f"{p}: unknown top-level key(s) {', '.join(unknown)}; "
+                        f"valid keys are {', '.join(sorted(TOP_LEVEL))}")
+    for key in ("run_dir", "model", "data"):
+        if not cfg.get(key):
+            raise UserError(f"{p}: '{key}' is required")
+    base = p.parent
+    cfg["data"] = [str((base / f) if not Path(f).is_absolute() else f) for f in
+                   (cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]])]
+    cfg["run_dir"] = str(base / cfg["run_dir"]) if not Path(cfg["run_dir"]).is_absolute() else cfg["run_dir"]
+    if cfg.get("data_dir"):
+        cfg["data_dir"] = str(base / cfg["data_dir"]) if not Path(cfg["data_dir"]).is_absolute() else cfg["data_dir"]
+    return cfg
+
+
+def _section(cfg: dict, name: str, where: str) -> dict:
+    sec = cfg.get(name) or {}
+    if not isinstance(sec, dict):
+        raise UserError(f"{where}: section '{name}' must be a mapping")
+    return dict(sec)
+
+
+def run_pipeline(cfg: dict[str, Any], *, where: str = "config", only: list[str] | None = None) -> dict:
+    from .gradients.builder import DatastoreConfig, TargetsConfig, run_datastore, run_targets
+    from .selection import SelectConfig, run_select
+    from .training.warmup import WarmupConfig, run_warmup
+
+    if only:
+        bad = sorted(set(only) - set(SECTIONS))
+        if bad:
+            raise UserError(f"--only: unknown stage(s) {', '.join(bad)}; stages are {', '.join(SECTIONS)}")
+    wanted = set(only or SECTIONS)
+    run = Path(cfg["run_dir"])
+    results: dict[str, Any] = {}
+
+    warm = from_dict(WarmupConfig, {"model": cfg["model"], "data": cfg["data"],
+                                    "output_dir": str(run / "warmup"), **_section(cfg, "warmup", where)},
+                     where=f"{where}: warmup")
+    if "warmup" in wanted:
+        results["warmup"] = str(run_warmup(warm))
+
+    ds_cfg = from_dict(DatastoreConfig, {"model": cfg["model"], "data": cfg["data"],
+                                         "checkpoints": [str(run / "warmup")],
+                                         "output_dir": str(run / "datastore"),
+                                         **_section(cfg, "datastore", where)}, where=f"{where}: datastore")
+    if "datastore" in wanted:
+        results["datastore"] = str(run_datastore(ds_cfg))
+
+    targets = cfg.get("targets") or []
+    if isinstance(targets, dict):
+        targets = [targets]
+    for i, tsec in enumerate(targets):
+        if not isinstance(tsec, dict) or "task" not in tsec:
+            raise UserError(f"{where}: targets[{i}] must be a mapping with a 'task'")
+        name = task_name(str(tsec["task"]))
+        t_cfg = from_dict(TargetsConfig, {"datastore": ds_cfg.output_dir, "data_dir": cfg.get("data_dir", ""),
+                                          "output_dir": str(run / "targets" / name), **tsec},
+                          where=f"{where}: targets[{i}]")
+        if "targets" in wanted:
+            results[f"targets/{name}"] = str(run_targets(t_cfg))
+        s_cfg = from_dict(SelectConfig, {"datastore": ds_cfg.output_dir, "targets": t_cfg.output_dir,
+                                         "output_dir": str(run / "selected" / name),
+                                         **_section(cfg, "select", where)}, where=f"{where}: select")
+        if "select" in wanted:
+            results[f"select/{name}"] = run_select(s_cfg)
+        selected_file = str(Path(s_cfg.output_dir) / f"{s_cfg.file_stem}.jsonl")
+        if cfg.get("train") is not None and "train" in wanted:
+            from .training.finetune import FinetuneConfig, run_finetune
+            tr = {"model": cfg["model"], "data": [selected_file],
+                  "output_dir": str(run / "train" / name), **_section(cfg, "train", where)}
+            f_cfg = from_dict(FinetuneConfig, tr, where=f"{where}: train")
+            results[f"train/{name}"] = str(run_finetune(f_cfg))
+        if cfg.get("eval") is not None and "eval" in wanted:
+            from .evaluation.run import EvalConfig, run_eval
+            train_sec = _section(cfg, "train", where)
+            ev = {"model": train_sec.get("model", cfg["model"]), "task": str(tsec["task"]) if not Path(str(tsec["task"])).is_file() else f"loss:{tsec['task']}",
+                  "data_dir": cfg.get("data_dir", ""), "output_dir": str(run / "eval" / name),
+                  **_section(cfg, "eval", where)}
+            if cfg.get("train") is not None and "adapter" not in ev:
+                ev["adapter"] = str(run / "train" / name)
+            results[f"eval/{name}"] = run_eval(from_dict(EvalConfig, ev, where=f"{where}: eval"))
+    return results
+
+
+def run_pipeline_file(path: str | Path, only: list[str] | None = None) -> dict:
+    return run_pipeline(load_pipeline_config(path), where=str(path), only=only)
