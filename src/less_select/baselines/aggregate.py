@@ -1,0 +1,65 @@
+"""Subtask aggregation shared by every similarity method and by LESS (DESIGN.md 2.6).
+
+For a pool example z and target subtasks V_1..V_K:  s(z) = max_k (1/|V_k|) sum_{z' in V_k} sim(z, z').
+Subtasks may have unequal sizes and need not be contiguous; ``subtask=None`` is one subtask of its
+own (so a target set without subtasks is a single subtask and the score is the plain mean).
+"""
+
+from __future__ import annotations
+
+from typing import Hashable, Sequence
+
+import numpy as np
+
+_NONE = object()  # the key of the subtask ``None``
+
+
+def subtask_groups(subtasks: Sequence[str | None]) -> dict[Hashable, np.ndarray]:
+    """Column indices of each subtask, in order of first appearance."""
+    groups: dict[Hashable, list[int]] = {}
+    for j, s in enumerate(subtasks):
+        groups.setdefault(_NONE if s is None else s, []).append(j)
+    return {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
+
+
+def aggregate_by_subtask(sim: np.ndarray, subtasks: Sequence[str | None]) -> np.ndarray:
+    """``sim`` ``[n_pool, n_targets]`` -> ``[n_pool]``: mean over each subtask's targets, then max.
+
+    Computed in float64. Rows are independent, so callers may aggregate a block of pool rows at a time.
+    """
+    sim = np.asarray(sim)
+    if sim.ndim != 2:
+        raise ValueError(f"sim must be 2-D [n_pool, n_targets], got shape {sim.shape}")
+    if sim.shape[1] != len(subtasks):
+        raise ValueError(f"sim has {sim.shape[1]} target columns but {len(subtasks)} subtask labels")
+    if sim.shape[1] == 0:
+        raise ValueError("no target columns to aggregate")
+    out = np.full(sim.shape[0], -np.inf, dtype=np.float64)
+    for cols in subtask_groups(subtasks).values():
+        np.maximum(out, sim[:, cols].mean(axis=1, dtype=np.float64), out=out)
+    return out
+
+
+class SubtaskAccumulator:
+    """Streaming form of :func:`aggregate_by_subtask` for methods that produce one target column at
+    a time (BM25): memory ``n_pool x n_subtasks`` instead of ``n_pool x n_targets``."""
+
+    def __init__(self, n_pool: int, subtasks: Sequence[str | None]):
+        self.subtasks = list(subtasks)
+        self.groups = subtask_groups(self.subtasks)
+        self.slot = {k: i for i, k in enumerate(self.groups)}
+        self.sums = np.zeros((len(self.groups), n_pool), dtype=np.float64)
+        self.seen = np.zeros(len(self.subtasks), dtype=bool)
+
+    def add(self, target_index: int, column: np.ndarray) -> None:
+        if self.seen[target_index]:
+            raise ValueError(f"target {target_index} added twice")
+        self.seen[target_index] = True
+        s = self.subtasks[target_index]
+        self.sums[self.slot[_NONE if s is None else s]] += np.asarray(column, dtype=np.float64)
+
+    def result(self) -> np.ndarray:
+        if not self.seen.all():
+            raise ValueError(f"{int((~self.seen).sum())} target column(s) never added")
+        sizes = np.array([len(v) for v in self.groups.values()], dtype=np.float64)
+        return (self.sums / sizes[:, None]).max(axis=0)
