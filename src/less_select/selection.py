@@ -158,30 +158,34 @@ def run_select(config: SelectConfig) -> dict:
     """Score (DESIGN.md 2.6), select (2.7) and write the selection folder."""
     from .datastore import Datastore
     from .scoring import compute_scores
+    from .stage import stage_dir, stage_status
     if not (config.datastore and config.targets and config.output_dir):
         raise UserError("select needs --datastore, --targets and --output-dir")
-    out = Path(config.output_dir)
-    part = out.with_name(out.name + ".part")
-    part.mkdir(parents=True, exist_ok=True)
-    scores = compute_scores(config.datastore, config.targets, config.dim or None,
-                            out_file=part / "per_subtask_scores.npy")
-    store = Datastore(config.datastore)
-    rows, unscored, n_pool = pool_examples_for_store(store)
-    noise = scores.noise
-    extra = {"datastore": str(store.path), "targets": str(config.targets), "subtasks": scores.subtasks,
-             "projection_noise": noise}
-    if noise["noise_dominated"]:
-        msg = (f"projection noise (std {noise['noise_std']:.3g} at d={noise['dim']}) is "
-               f"{noise['noise_to_spread']:.2f}x the spread of the scores (std {noise['score_std']:.3g}): "
-               f"the ranking is dominated by projection noise; d >= {noise['dim_for_ratio_0.25']} "
-               "would make it reliable")
-        log.warning(msg)
-        extra["noise_warning"] = msg
-    best = [scores.subtasks[j] for j in scores.best_subtask]
-    report = write_selection(part, rows, scores.score, config, "less", n_pool=n_pool,
-                             unscored=unscored, best_subtask=best, extra=extra)
-    import shutil
-    if out.exists():
-        shutil.rmtree(out)
-    part.rename(out)
-    return report
+    store, targets = Datastore(config.datastore), Datastore(config.targets)
+    settings = {"budget": [config.percentage, config.top_k], "dim": config.dim,
+                "datastore": str(store.path), "targets": str(targets.path),
+                "datastore_stage": json.loads((store.path / "stage.json").read_text())["settings"],
+                "targets_stage": json.loads((targets.path / "stage.json").read_text())["settings"]}
+    try:  # selections are cheap and derived: same settings skip, other settings rerun
+        changed = stage_status(Path(config.output_dir), settings) != "done"
+    except UserError:
+        changed = True
+    with stage_dir(config.output_dir, "select", settings, overwrite=changed) as part:
+        if part is None:
+            return json.loads((Path(config.output_dir) / "selection.json").read_text())
+        scores = compute_scores(store.path, targets.path, config.dim or None,
+                                out_file=part / "per_subtask_scores.npy")
+        rows, unscored, n_pool = pool_examples_for_store(store)
+        noise = scores.noise
+        extra = {"datastore": str(store.path), "targets": str(targets.path),
+                 "subtasks": scores.subtasks, "projection_noise": noise}
+        if noise["noise_dominated"]:
+            msg = (f"projection noise (std {noise['noise_std']:.3g} at d={noise['dim']}) is "
+                   f"{noise['noise_to_spread']:.2f}x the spread of the scores (std "
+                   f"{noise['score_std']:.3g}): the ranking is dominated by projection noise; "
+                   f"d >= {noise['dim_for_ratio_0.25']} would make it reliable")
+            log.warning(msg)
+            extra["noise_warning"] = msg
+        best = [scores.subtasks[j] for j in scores.best_subtask]
+        return write_selection(part, rows, scores.score, config, "less", n_pool=n_pool,
+                               unscored=unscored, best_subtask=best, extra=extra)

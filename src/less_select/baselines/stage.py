@@ -1,0 +1,79 @@
+"""The ``baseline`` stage: score the pool with a baseline method and write a selection folder in
+the same format as LESS (``selection.write_selection``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..configs import option, to_dict
+from ..data import load_examples
+from ..errors import UserError
+from ..selection import BudgetConfig, write_selection
+from ..stage import file_sha256, stage_dir
+from .registry import BASELINES, baseline_config, make_baseline
+
+
+@dataclass
+class BaselineConfig(BudgetConfig):
+    """Select from the pool with random, bm25, dsir, rds or rds_plus."""
+
+    method: str = option("random", help="Baseline: random, bm25, dsir, rds, rds_plus.")
+    data: list[str] = option(factory=list, help="Pool files.")
+    task: str = option("", help="Target: bbh, mmlu, tydiqa or a file of target examples (not used by random).")
+    data_dir: str = option("", help="LESS data folder (holding eval/) for the built-in tasks.")
+    output_dir: str = option("", help="Selection folder to write.")
+    seed: int = option(0, help="Seed of random and of DSIR's resampling.")
+    model: str = option("", help="Model to embed with (rds, rds_plus).")
+    adapter: str = option("", help="Optional PEFT adapter for the embedding model (rds, rds_plus).")
+    lenient: bool = option(False, help="Skip (and count) malformed pool records.")
+    max_examples: int = option(0, help="Use only the first N examples of each pool file (0: all).")
+    options: dict[str, Any] = option(factory=dict, cli=False,
+                                     help="Further options of the method (YAML/Python only), e.g. {k1: 1.2}.")
+    overwrite: bool = option(False, help="Rerun even if the output exists with other settings.")
+
+
+def method_options(config: BaselineConfig) -> dict[str, Any]:
+    if config.method not in BASELINES:
+        raise UserError(f"unknown baseline {config.method!r}; valid baselines are {', '.join(sorted(BASELINES))}")
+    fields = {f.name for f in dataclasses.fields(BASELINES[config.method].Config)}
+    opts = {}
+    if "seed" in fields:
+        opts["seed"] = config.seed
+    if "model" in fields:
+        if not config.model:
+            raise UserError(f"baseline {config.method} needs --model")
+        opts["model"] = config.model
+        if config.adapter:
+            opts["adapter"] = config.adapter
+    opts.update(config.options)
+    baseline_config(config.method, **opts)  # validate early, naming any bad option
+    return opts
+
+
+def run_baseline(config: BaselineConfig) -> dict:
+    from ..evaluation.targets import build_target_examples
+    if not config.data or not config.output_dir:
+        raise UserError("baseline needs --data and --output-dir")
+    opts = method_options(config)
+    if config.method != "random" and not config.task:
+        raise UserError(f"baseline {config.method} needs a target --task")
+    settings = {"config": {k: v for k, v in to_dict(config).items() if k != "overwrite"},
+                "data_sha256": [file_sha256(f) for f in config.data if Path(f).is_file()]}
+    with stage_dir(config.output_dir, f"baseline:{config.method}", settings,
+                   overwrite=config.overwrite) as part:
+        if part is None:
+            return json.loads((Path(config.output_dir) / "selection.json").read_text())
+        pool, report = load_examples(config.data, lenient=config.lenient,
+                                     max_per_file=config.max_examples or None)
+        targets = build_target_examples(config.task, config.data_dir or None) if config.task else []
+        start = time.perf_counter()
+        scores = make_baseline(config.method, **opts).score(pool, targets)
+        seconds = time.perf_counter() - start
+        return write_selection(part, pool, scores, config, config.method,
+                               extra={"seconds": seconds, "options": opts,
+                                      "n_malformed_skipped": report.total_skipped})
