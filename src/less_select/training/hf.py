@@ -1,0 +1,180 @@
+"""The Hugging Face Trainer set-up shared by warmup and final training.
+
+Owns the options both stages have in common (:class:`TrainOptions`, the paper's defaults), loading and
+LoRA-wrapping the model, encoding the training data (examples with no completion token are dropped and
+counted), the ``TrainingArguments`` (AdamW, linear schedule with warmup, effective batch) and the
+``Trainer`` itself. Stages add their own callbacks and outputs on top.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+
+from ..configs import option
+from ..data import Example
+from ..data.batching import collate
+from ..data.encode import Encoded, Template, encode_all
+from ..errors import UserError
+from ..modeling import load_model, load_tokenizer, resolve_dtype
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class TrainOptions:
+    """Options shared by warmup and final training (defaults: LESS paper, Xia et al. 2024)."""
+
+    model: str = option(help="base model: a Hugging Face hub id or a local model folder")
+    output_dir: str = option(help="folder to write (written as <output_dir>.part, renamed when complete)")
+    lenient: bool = option(False, help="skip malformed records (counted) instead of failing")
+    template: Template = option("auto", help="auto (chat template if the tokenizer has one, else "
+                                             "Tulu), tulu or chat_template")
+    max_seq_length: int = option(2048, help="truncate encoded examples to this many tokens")
+    max_examples: int | None = option(None, help="train on at most this many examples (quick runs)")
+    dtype: str = option("auto", help="model dtype: auto (bf16 on a GPU that supports it, else "
+                                     "float32), float32, bfloat16, float16")
+    epochs: int = option(4, help="number of training epochs")
+    learning_rate: float = option(2e-5, help="peak learning rate (linear decay after warmup)")
+    warmup_ratio: float = option(0.03, help="fraction of the optimizer steps spent in linear warmup")
+    lr_scheduler: str = option("linear", help="HF scheduler name (linear, cosine, constant, ...)")
+    adam_beta1: float = option(0.9, help="AdamW beta1")
+    adam_beta2: float = option(0.999, help="AdamW beta2")
+    adam_epsilon: float = option(1e-8, help="AdamW epsilon")
+    weight_decay: float = option(0.0, help="AdamW weight decay")
+    max_grad_norm: float = option(1.0, help="gradient clipping norm (0 disables)")
+    per_device_batch_size: int = option(1, help="examples per forward pass on each device")
+    effective_batch_size: int = option(128, help="examples per optimizer step over all devices; "
+                                                 "sets gradient accumulation unless that is given")
+    gradient_accumulation_steps: int | None = option(
+        None, help="micro-batches per optimizer step (default: derived from effective_batch_size)")
+    lora_r: int = option(128, help="LoRA rank")
+    lora_alpha: float = option(512, help="LoRA alpha")
+    lora_dropout: float = option(0.1, help="LoRA dropout")
+    lora_target_modules: list[str] = option(help="modules that get LoRA adapters",
+                                            factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass "
+                                                      "(less memory, slower)")
+    seed: int = option(42, help="random seed (data subset, LoRA init, shuffling)")
+    logging_steps: int = option(1, help="log loss and learning rate every N optimizer steps")
+    report_to: str = option("none", help="HF Trainer reporting integration (none, tensorboard, wandb)")
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def accumulation_steps(opts: TrainOptions) -> int:
+    """Micro-batches per optimizer step so that per_device x accumulation x devices ~= effective."""
+    if opts.gradient_accumulation_steps is not None:
+        if opts.gradient_accumulation_steps < 1:
+            raise UserError("gradient_accumulation_steps must be at least 1")
+        return opts.gradient_accumulation_steps
+    if opts.per_device_batch_size < 1 or opts.effective_batch_size < 1:
+        raise UserError("per_device_batch_size and effective_batch_size must be at least 1")
+    per_step = opts.per_device_batch_size * world_size()
+    steps = max(1, math.ceil(opts.effective_batch_size / per_step))
+    if steps * per_step != opts.effective_batch_size:
+        log.warning("effective batch %d is not a multiple of per_device_batch_size x devices (%d); "
+                    "using %d", opts.effective_batch_size, per_step, steps * per_step)
+    return steps
+
+
+def encode_for_training(examples: Sequence[Example], tokenizer, opts: TrainOptions
+                        ) -> tuple[list[Encoded], list[Example], int]:
+    """Encode; drop (and count) examples with no completion token after truncation.
+
+    Returns the training rows, the examples they came from, and how many were dropped.
+    """
+    encoded, _ = encode_all(examples, tokenizer, opts.max_seq_length, opts.template)
+    keep = [i for i, e in enumerate(encoded) if e.n_completion_tokens > 0]
+    dropped = len(encoded) - len(keep)
+    if dropped:
+        log.warning("dropped %d of %d training example(s) with no completion token after "
+                    "truncation to %d tokens", dropped, len(encoded), opts.max_seq_length)
+    if not keep:
+        raise UserError(f"no training example has a completion token left after truncation to "
+                        f"max_seq_length={opts.max_seq_length}; raise max_seq_length")
+    return [encoded[i] for i in keep], [examples[i] for i in keep], dropped
+
+
+def load_for_training(opts: TrainOptions, method: Literal["lora", "full"] = "lora"):
+    """(model, tokenizer): the base model, LoRA-wrapped when ``method == 'lora'``.
+
+    The seed is set first so the LoRA initialization is reproducible.
+    """
+    from transformers import set_seed
+    set_seed(opts.seed)
+    tokenizer = load_tokenizer(opts.model)
+    model = load_model(opts.model, opts.dtype, device=torch.device("cpu"))
+    if opts.gradient_checkpointing:
+        enable = getattr(model, "activation_checkpointing_enable", None) \
+            or model.gradient_checkpointing_enable  # transformers < 5 name
+        enable()
+        model.config.use_cache = False
+        if method == "lora":
+            model.enable_input_require_grads()  # frozen embeddings: make checkpointed blocks see grads
+    if method == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+        missing = [m for m in opts.lora_target_modules
+                   if not any(n.split(".")[-1] == m for n, _ in model.named_modules())]
+        if missing:
+            raise UserError(f"lora_target_modules: {', '.join(missing)} not found in {opts.model}; "
+                            "name modules of this architecture (e.g. q_proj,k_proj,v_proj,o_proj)")
+        cfg = LoraConfig(task_type=TaskType.CAUSAL_LM, r=opts.lora_r, lora_alpha=opts.lora_alpha,
+                         lora_dropout=opts.lora_dropout, target_modules=list(opts.lora_target_modules))
+        model = get_peft_model(model, cfg)
+    elif method != "full":
+        raise UserError(f"method {method!r} is not one of lora, full")
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in model.parameters())
+    log.info("loaded %s (%s): %d of %d parameters trainable", opts.model, method, n_train, n_all)
+    return model, tokenizer
+
+
+def training_arguments(opts: TrainOptions, output_dir: str | Path, *, save_strategy: str = "no",
+                       save_only_model: bool = True, max_steps: int | None = None):
+    from transformers import TrainingArguments
+    if not 0 <= opts.warmup_ratio < 1:
+        raise UserError(f"warmup_ratio must be in [0, 1), got {opts.warmup_ratio}")
+    dtype = resolve_dtype(opts.dtype)
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=opts.epochs,
+        max_steps=max_steps if max_steps is not None else -1,
+        learning_rate=opts.learning_rate,
+        lr_scheduler_type=opts.lr_scheduler,
+        warmup_steps=opts.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the steps
+        optim="adamw_torch",
+        adam_beta1=opts.adam_beta1,
+        adam_beta2=opts.adam_beta2,
+        adam_epsilon=opts.adam_epsilon,
+        weight_decay=opts.weight_decay,
+        max_grad_norm=opts.max_grad_norm,
+        per_device_train_batch_size=opts.per_device_batch_size,
+        gradient_accumulation_steps=accumulation_steps(opts),
+        bf16=dtype == torch.bfloat16,
+        logging_strategy="steps",
+        logging_steps=opts.logging_steps,
+        save_strategy=save_strategy,
+        save_only_model=save_only_model,
+        report_to=opts.report_to,
+        seed=opts.seed,
+        remove_unused_columns=False,  # our rows are Encoded objects, not dict columns
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def make_trainer(model, tokenizer, dataset: list[Encoded], args, callbacks=()):
+    """An HF ``Trainer`` over a list of :class:`Encoded` rows, padded by ``data.batching.collate``."""
+    from transformers import Trainer
+    return Trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                   data_collator=functools.partial(collate, pad_token_id=tokenizer.pad_token_id),
+                   callbacks=list(callbacks))
