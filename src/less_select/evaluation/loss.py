@@ -1,0 +1,126 @@
+"""Target-set loss: what LESS's influence estimates try to lower.
+
+The loss of one example is the mean cross-entropy over its completion tokens (DESIGN.md 2.1); a subtask's
+loss is the mean over its examples, and the macro average is the mean over subtasks. Examples that keep
+no completion token after truncation have no loss: they are counted and left out, never NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from typing import Sequence
+
+import torch
+
+from ..data.batching import collate, token_budget_batches
+from ..data.encode import IGNORE_INDEX, Template, encode_all
+from ..data.example import Example
+from ..errors import UserError
+from ..progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+def model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # pragma: no cover - a model without parameters
+        return torch.device("cpu")
+
+
+def per_example_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of token CE, number of predicted tokens) per row, with the usual one-token shift."""
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    ce = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
+                                           shift_labels.reshape(-1), ignore_index=IGNORE_INDEX,
+                                           reduction="none").view(shift_labels.shape)
+    mask = shift_labels != IGNORE_INDEX
+    return (ce * mask).sum(dim=1), mask.sum(dim=1)
+
+
+@torch.no_grad()
+def example_losses(model, tokenizer, examples: Sequence[Example], max_seq_length: int = 2048,
+                   max_tokens_per_batch: int = 16384, template: Template = "auto",
+                   max_batch_size: int | None = None) -> tuple[list[float | None], dict]:
+    """Loss of each example (None where no completion token is left) and an encoding report."""
+    if not examples:
+        raise UserError("target loss: no examples to evaluate")
+    encoded, report = encode_all(examples, tokenizer, max_seq_length, template)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise UserError("the tokenizer has neither a pad nor an EOS token; set one before evaluating")
+    losses: list[float | None] = [None] * len(examples)
+    keep = [i for i, e in enumerate(encoded) if e.n_completion_tokens > 0]
+    lengths = [len(encoded[i].input_ids) for i in keep]
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with Progress("target loss", total=len(keep), unit="ex") as prog:
+            for batch in token_budget_batches(lengths, max_tokens_per_batch, max_batch_size):
+                idx = [keep[b] for b in batch]
+                inputs = collate([encoded[i] for i in idx], pad)
+                inputs = {k: v.to(device) for k, v in inputs.items()}
+                logits = model(input_ids=inputs["input_ids"],
+                               attention_mask=inputs["attention_mask"]).logits
+                total, count = per_example_losses(logits, inputs["labels"])
+                for i, t, c in zip(idx, total.tolist(), count.tolist()):
+                    losses[i] = t / c
+                prog.update(len(idx), extra=int(inputs["attention_mask"].sum()))
+    finally:
+        model.train(was_training)
+    info = {"n_truncated": report.truncated, "n_no_completion": report.no_completion,
+            "encodings": list(report.encodings)}
+    return losses, info
+
+
+def target_loss(model, tokenizer, examples: Sequence[Example], max_seq_length: int = 2048,
+                max_tokens_per_batch: int = 16384, template: Template = "auto",
+                max_batch_size: int | None = None) -> dict:
+    """Mean per-example completion loss per subtask, macro- and micro-averaged.
+
+    Returns ``{"task": "loss", "metrics": ["loss"], "per_subtask": {name: {"loss", "n",
+    "n_no_completion"}}, "average": {"loss": macro}, "micro_average": {"loss": ...}, ...}``;
+    ``predictions`` holds each example's loss (None when it kept no completion token).
+    """
+    losses, info = example_losses(model, tokenizer, examples, max_seq_length, max_tokens_per_batch,
+                                  template, max_batch_size)
+    groups: dict[str, list[float]] = defaultdict(list)
+    missing: dict[str, int] = defaultdict(int)
+    order: list[str] = []
+    for ex, loss in zip(examples, losses):
+        name = ex.subtask if ex.subtask is not None else "all"
+        if name not in order:
+            order.append(name)
+        if loss is None:
+            missing[name] += 1
+        else:
+            groups[name].append(loss)
+    per = {}
+    for name in order:
+        vals = groups.get(name, [])
+        per[name] = {"loss": sum(vals) / len(vals) if vals else None, "n": len(vals),
+                     "n_no_completion": missing.get(name, 0)}
+    scored = [v["loss"] for v in per.values() if v["loss"] is not None]
+    all_losses = [x for x in losses if x is not None]
+    if info["n_no_completion"]:
+        log.warning("target loss: %d example(s) kept no completion token after truncation to %d "
+                    "tokens and were left out", info["n_no_completion"], max_seq_length)
+    return {
+        "task": "loss",
+        "metrics": ["loss"],
+        "per_subtask": per,
+        "average": {"loss": sum(scored) / len(scored) if scored else None},
+        "micro_average": {"loss": sum(all_losses) / len(all_losses) if all_losses else None},
+        "n_examples": len(examples),
+        "n_scored": len(all_losses),
+        "n_excluded_no_completion": info["n_no_completion"],
+        "n_truncated": info["n_truncated"],
+        "encodings": info["encodings"],
+        "predictions": [{"id": ex.id, "subtask": ex.subtask, "loss": loss,
+                         "perplexity": math.exp(loss) if loss is not None and loss < 700 else None}
+                        for ex, loss in zip(examples, losses)],
+    }
