@@ -81,7 +81,7 @@ def run_pipeline(cfg: dict[str, Any], *, where: str = "config", only: list[str] 
     run = Path(cfg["run_dir"])
     results: dict[str, Any] = {}
 
-    warm = from_dict(WarmupConfig, {"model": cfg["model"], "data": cfg["data"],
+    warm = from_dict(WarmupConfig, {"model": cfg["model"], "pool_files": cfg["data"],
                                     "output_dir": str(run / "warmup"), **_section(cfg, "warmup", where)},
                      where=f"{where}: warmup")
     if "warmup" in wanted:
@@ -114,7 +114,7 @@ def run_pipeline(cfg: dict[str, Any], *, where: str = "config", only: list[str] 
         selected_file = str(Path(s_cfg.output_dir) / f"{s_cfg.file_stem}.jsonl")
         if cfg.get("train") is not None and "train" in wanted:
             from .training.finetune import FinetuneConfig, run_finetune
-            tr = {"model": cfg["model"], "data": [selected_file],
+            tr = {"model": cfg["model"], "train_files": [selected_file],
                   "output_dir": str(run / "train" / name), **_section(cfg, "train", where)}
             f_cfg = from_dict(FinetuneConfig, tr, where=f"{where}: train")
             results[f"train/{name}"] = str(run_finetune(f_cfg))
