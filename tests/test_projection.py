@@ -198,9 +198,16 @@ def test_errors_name_the_fix():
 
 
 def test_registry_and_spec():
-    assert set(PROJECTORS) == {"rademacher", "sparse"}
+    assert set(PROJECTORS) == {"rademacher", "sparse", "identity"}
     spec = make_projector("sparse", 100, 16, seed=5, nnz=2).spec()
     assert spec == {"kind": "sparse", "seed": 5, "dim": 16, "total_params": 100,
                     "hash": pj.HASH_VERSION, "nnz": 2}
     empty = make_projector("rademacher", 100, 16).project_block(torch.zeros(3, 0), 100)
     assert empty.shape == (3, 16) and not empty.any()
+
+
+def test_identity_is_exact_blockwise():
+    x = torch.randn(3, 50)
+    pr = make_projector("identity", 50, 1)
+    assert pr.dim == 50 and pr.spec()["dim"] == 50
+    assert torch.equal(_blocks(pr, x, [0, 7, 30, 50]), x)

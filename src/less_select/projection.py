@@ -32,6 +32,8 @@ Var<Pi x, Pi y> = (|x|^2 |y|^2 + <x,y>^2 - 2 sum_j x_j^2 y_j^2) / d, so cosines 
 Generated hashes of blocks seen before are kept up to ``cache_bytes`` (default 256 MiB; blocks repeat
 every batch): 8 bytes per (coordinate, k) for ``sparse``, d/8 bytes per column for ``rademacher``.
 
+``identity`` (no projection, ``dim = P``) gives exact features for small models and tests.
+
 Use :func:`make_projector` (or :func:`projector_from_spec` with the dict :meth:`Projector.spec` wrote
 into the datastore manifest).
 """
@@ -48,7 +50,7 @@ import torch.nn.functional as F
 
 from .errors import UserError
 
-__all__ = ["Projector", "RademacherProjector", "SparseProjector", "PROJECTORS", "make_projector",
+__all__ = ["Projector", "RademacherProjector", "SparseProjector", "IdentityProjector", "PROJECTORS", "make_projector",
            "projector_from_spec", "splitmix64", "splitmix64_reference", "HASH_VERSION"]
 
 HASH_VERSION = "splitmix64-v1"
@@ -303,7 +305,26 @@ class SparseProjector(Projector):
         out += acc[:, :self.dim] - acc[:, self.dim:]
 
 
-PROJECTORS: dict[str, type[Projector]] = {cls.kind: cls for cls in (RademacherProjector, SparseProjector)}
+class IdentityProjector(Projector):
+    """No projection (exact features; small models and tests only): ``dim`` is always ``total_params``,
+    whatever dim was asked for, and a block's contribution is the block itself placed at its offset."""
+
+    kind = "identity"
+
+    def __init__(self, total_params: int, dim: int, seed: int = 0, device=None,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES):
+        super().__init__(total_params, total_params, seed, device, cache_bytes)
+
+    @property
+    def _scale(self) -> float:
+        return 1.0
+
+    def _accumulate(self, out: torch.Tensor, block: torch.Tensor, offset: int) -> None:
+        out[:, offset:offset + block.shape[1]] += block.to(torch.float32)
+
+
+PROJECTORS: dict[str, type[Projector]] = {
+    cls.kind: cls for cls in (RademacherProjector, SparseProjector, IdentityProjector)}
 
 
 def make_projector(kind: str, total_params: int, dim: int, seed: int = 0, device=None, **kw) -> Projector:
