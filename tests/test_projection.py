@@ -208,6 +208,8 @@ def test_registry_and_spec():
 
 def test_identity_is_exact_blockwise():
     x = torch.randn(3, 50)
-    pr = make_projector("identity", 50, 1)
+    pr = make_projector("identity", 50, 50)
     assert pr.dim == 50 and pr.spec()["dim"] == 50
     assert torch.equal(_blocks(pr, x, [0, 7, 30, 50]), x)
+    with pytest.raises(UserError, match="dims to \\[50\\]"):
+        make_projector("identity", 50, 1)

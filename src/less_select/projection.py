@@ -306,13 +306,16 @@ class SparseProjector(Projector):
 
 
 class IdentityProjector(Projector):
-    """No projection (exact features; small models and tests only): ``dim`` is always ``total_params``,
-    whatever dim was asked for, and a block's contribution is the block itself placed at its offset."""
+    """No projection (exact features; small models and tests only): ``dim`` must equal
+    ``total_params`` (P), and a block's contribution is the block itself placed at its offset."""
 
     kind = "identity"
 
     def __init__(self, total_params: int, dim: int, seed: int = 0, device=None,
                  cache_bytes: int = DEFAULT_CACHE_BYTES):
+        if dim != total_params:
+            raise UserError(f"projection 'identity' keeps all P={total_params} coordinates: "
+                            f"set dims to [{total_params}] (or use another projector)")
         super().__init__(total_params, total_params, seed, device, cache_bytes)
 
     @property
