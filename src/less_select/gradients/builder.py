@@ -207,6 +207,9 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
                         for n, c, w, s in zip(names, ckpts, weights, settings["checkpoints"])],
         "projectors": [make_projector(config.projector, layout_params, d, config.projection_seed).spec()
                        for d in config.dims],
+        # one standard deviation of a JL map's error on the cosine of two unit vectors: ~1/sqrt(d)
+        "expected_cosine_error": {str(d): (0.0 if config.projector == "identity" else 1 / math.sqrt(d))
+                                  for d in config.dims},
         "total_params": layout_params,
         "dtype": "float16", "normalized": True,
         "chunk_size": config.chunk_size,
