@@ -17,27 +17,38 @@ from .configs import add_arguments, from_namespace
 from .errors import UserError
 
 
-def _stage(sub, name: str, help: str, cls_path: str, run_path: str, *, skip=()) -> None:
-    """Register a subcommand whose flags are the fields of a config dataclass."""
+def _stage(sub, name: str, help: str, cls_path: str, run_path: str, *, active: str | None) -> None:
+    """Register a subcommand whose flags are the fields of a config dataclass (imported only for the
+    command being run, so ``--help`` and unrelated commands stay fast)."""
     import importlib
+    if name != active:
+        sub.add_parser(name, help=help)
+        return
     mod_name, cls_name = cls_path.rsplit(":", 1)
     cls = getattr(importlib.import_module(mod_name), cls_name)
     p = sub.add_parser(name, help=help, description=help + "\n\n" + (cls.__doc__ or ""),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p, cls, skip=skip)
+    add_arguments(p, cls)
 
     def handler(ns):
         run_mod, run_name = run_path.rsplit(":", 1)
         run = getattr(importlib.import_module(run_mod), run_name)
         result = run(from_namespace(cls, ns))
         if isinstance(result, dict):
-            print(json.dumps(result, indent=2, default=str)[:4000])
+            text = json.dumps(result, indent=2, default=str)
+            if len(text) < 4000:  # small reports only; big results are in the output folder
+                print(text)
         elif result is not None:
             print(result)
     p.set_defaults(handler=handler)
 
 
-def build_parser() -> argparse.ArgumentParser:
+STAGES = ("warmup", "datastore", "targets", "select", "baseline", "train", "eval", "demo", "compare")
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    argv = sys.argv[1:] if argv is None else argv
+    active = next((a for a in argv if a in STAGES), None)
     parser = argparse.ArgumentParser(prog="less-select", description=(
         "Targeted instruction-data selection with LESS (Xia et al., ICML 2024)."))
     parser.add_argument("--version", action="version", version=f"less-select {__version__}")
@@ -53,28 +64,28 @@ def build_parser() -> argparse.ArgumentParser:
         ns.config, only=ns.only))
 
     _stage(sub, "warmup", "LoRA warmup training on a random fraction of the pool.",
-           "less_select.training.warmup:WarmupConfig", "less_select.training.warmup:run_warmup")
+           "less_select.training.warmup:WarmupConfig", "less_select.training.warmup:run_warmup", active=active)
     _stage(sub, "datastore", "Adam-preconditioned, projected per-example gradients of the pool.",
-           "less_select.gradients.builder:DatastoreConfig", "less_select.gradients.builder:run_datastore")
+           "less_select.gradients.builder:DatastoreConfig", "less_select.gradients.builder:run_datastore", active=active)
     _stage(sub, "targets", "Gradient features of the target examples (BBH/MMLU/TydiQA or a file).",
-           "less_select.gradients.builder:TargetsConfig", "less_select.gradients.builder:run_targets")
+           "less_select.gradients.builder:TargetsConfig", "less_select.gradients.builder:run_targets", active=active)
     _stage(sub, "select", "Influence scores and top-k selection.",
-           "less_select.selection:SelectConfig", "less_select.selection:run_select")
+           "less_select.selection:SelectConfig", "less_select.selection:run_select", active=active)
     _stage(sub, "baseline", "Select with a baseline method (random, bm25, dsir, rds, rds_plus).",
-           "less_select.baselines.stage:BaselineConfig", "less_select.baselines.stage:run_baseline")
+           "less_select.baselines.stage:BaselineConfig", "less_select.baselines.stage:run_baseline", active=active)
     _stage(sub, "train", "Train a model (LoRA or full) on a selection.",
-           "less_select.training.finetune:FinetuneConfig", "less_select.training.finetune:run_finetune")
+           "less_select.training.finetune:FinetuneConfig", "less_select.training.finetune:run_finetune", active=active)
     _stage(sub, "eval", "Evaluate a model: bbh, mmlu, tydiqa, or loss:FILE.",
-           "less_select.evaluation.run:EvalConfig", "less_select.evaluation.run:run_eval")
+           "less_select.evaluation.run:EvalConfig", "less_select.evaluation.run:run_eval", active=active)
     _stage(sub, "demo", "The whole pipeline on built-in synthetic data with a tiny model.",
-           "less_select.demo.run:DemoConfig", "less_select.demo.run:run_demo")
+           "less_select.demo.run:DemoConfig", "less_select.demo.run:run_demo", active=active)
     _stage(sub, "compare", "Compare selection methods at one budget: train, evaluate, report.",
-           "less_select.compare:CompareConfig", "less_select.compare:run_compare")
+           "less_select.compare:CompareConfig", "less_select.compare:run_compare", active=active)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

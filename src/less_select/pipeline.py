@@ -112,22 +112,45 @@ def run_pipeline(cfg: dict[str, Any], *, where: str = "config", only: list[str] 
         if "select" in wanted:
             results[f"select/{name}"] = run_select(s_cfg)
         selected_file = str(Path(s_cfg.output_dir) / f"{s_cfg.file_stem}.jsonl")
+        train_sec = _section(cfg, "train", where)
+        trained = None
         if cfg.get("train") is not None and "train" in wanted:
             from .training.finetune import FinetuneConfig, run_finetune
-            tr = {"model": cfg["model"], "train_files": [selected_file],
-                  "output_dir": str(run / "train" / name), **_section(cfg, "train", where)}
-            f_cfg = from_dict(FinetuneConfig, tr, where=f"{where}: train")
+            f_cfg = from_dict(FinetuneConfig, {"model": cfg["model"], "train_files": [selected_file],
+                                               "output_dir": str(run / "train" / name), **train_sec},
+                              where=f"{where}: train")
             results[f"train/{name}"] = str(run_finetune(f_cfg))
+        if cfg.get("train") is not None and (run / "train" / name).is_dir():
+            trained = run / "train" / name
         if cfg.get("eval") is not None and "eval" in wanted:
-            from .evaluation.run import EvalConfig, run_eval
-            train_sec = _section(cfg, "train", where)
-            ev = {"model": train_sec.get("model", cfg["model"]), "task": str(tsec["task"]) if not Path(str(tsec["task"])).is_file() else f"loss:{tsec['task']}",
-                  "data_dir": cfg.get("data_dir", ""), "output_dir": str(run / "eval" / name),
-                  **_section(cfg, "eval", where)}
-            if cfg.get("train") is not None and "adapter" not in ev:
-                ev["adapter"] = str(run / "train" / name)
-            results[f"eval/{name}"] = run_eval(from_dict(EvalConfig, ev, where=f"{where}: eval"))
+            results[f"eval/{name}"] = _evaluate(cfg, tsec, name, run, train_sec, trained, where)
     return results
+
+
+def _evaluate(cfg, tsec, name, run, train_sec, trained, where) -> dict:
+    """Target metrics of the model before training and (if trained) after: the LESS-T model is
+    ``train.model`` when given, else the selection model."""
+    from .evaluation.run import EvalConfig, run_eval
+    sec = _section(cfg, "eval", where)
+    task = str(tsec["task"])
+    default_task = f"loss:{task}"
+    tasks = sec.pop("tasks", None) or [default_task]
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    base_model = train_sec.get("model", cfg["model"])
+    models = {"before": (base_model, None)}
+    if trained is not None:
+        lora = train_sec.get("method", "lora") == "lora" and not train_sec.get("merge_lora", False)
+        models["after"] = (base_model, str(trained)) if lora else (str(trained), None)
+    out: dict[str, Any] = {}
+    for label, (model, adapter) in models.items():
+        for t in tasks:
+            ev = {"model": model, "adapter": adapter, "task": t, "data_dir": cfg.get("data_dir") or None,
+                  "output_dir": str(run / "eval" / name / label), **sec}
+            res = run_eval(from_dict(EvalConfig, ev, where=f"{where}: eval"))
+            out[f"{label}/{t}"] = res.get("headline", res.get("average"))
+    log.info("evaluation of %s: %s", name, out)
+    return out
 
 
 def run_pipeline_file(path: str | Path, only: list[str] | None = None) -> dict:
