@@ -43,7 +43,7 @@ def _stage(sub, name: str, help: str, cls_path: str, run_path: str, *, active: s
     p.set_defaults(handler=handler)
 
 
-STAGES = ("warmup", "datastore", "targets", "select", "baseline", "train", "eval", "demo", "compare")
+STAGES = ("tiny-model", "warmup", "datastore", "targets", "select", "baseline", "train", "eval", "demo", "compare")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -63,6 +63,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pr.set_defaults(handler=lambda ns: __import__("less_select.pipeline", fromlist=["x"]).run_pipeline_file(
         ns.config, only=ns.only))
 
+    _stage(sub, "tiny-model", "Build a tiny Llama + tokenizer offline from your data (CPU trials).",
+           "less_select.tiny_model:TinyModelConfig", "less_select.tiny_model:run_tiny_model", active=active)
     _stage(sub, "warmup", "LoRA warmup training on a random fraction of the pool.",
            "less_select.training.warmup:WarmupConfig", "less_select.training.warmup:run_warmup", active=active)
     _stage(sub, "datastore", "Adam-preconditioned, projected per-example gradients of the pool.",

@@ -1,6 +1,6 @@
 """``less-select run CONFIG.yaml``: the stages in order over one run folder.
 
-The YAML holds shared keys (``run_dir``, ``model``, ``data``) and one section per stage whose keys
+Relative paths are relative to the current directory. The YAML holds shared keys (``run_dir``, ``model``, ``data``) and one section per stage whose keys
 are exactly that stage's config fields (``warmup``, ``datastore``, ``targets``, ``select``,
 ``train``, ``eval``). The pipeline fills in the paths that connect the stages::
 
@@ -52,12 +52,8 @@ def load_pipeline_config(path: str | Path) -> dict[str, Any]:
     for key in ("run_dir", "model", "data"):
         if not cfg.get(key):
             raise UserError(f"{p}: '{key}' is required")
-    base = p.parent
-    cfg["data"] = [str((base / f) if not Path(f).is_absolute() else f) for f in
-                   (cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]])]
-    cfg["run_dir"] = str(base / cfg["run_dir"]) if not Path(cfg["run_dir"]).is_absolute() else cfg["run_dir"]
-    if cfg.get("data_dir"):
-        cfg["data_dir"] = str(base / cfg["data_dir"]) if not Path(cfg["data_dir"]).is_absolute() else cfg["data_dir"]
+    if isinstance(cfg["data"], str):
+        cfg["data"] = [cfg["data"]]
     return cfg
 
 
