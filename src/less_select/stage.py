@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -53,6 +54,19 @@ def stage_status(out_dir: Path, settings: dict[str, Any]) -> str:
     return "done"
 
 
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _barrier() -> None:
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 @contextlib.contextmanager
 def stage_dir(out_dir: str | Path, name: str, settings: dict[str, Any], *,
               overwrite: bool = False, resume: bool = False) -> Iterator[Path | None]:
@@ -60,9 +74,12 @@ def stage_dir(out_dir: str | Path, name: str, settings: dict[str, Any], *,
 
     On success the folder gets ``stage.json`` (stage name, settings, version, git sha) and is renamed
     to ``out_dir``. With ``resume`` an existing ``.part`` folder is kept (for chunked stages).
+    Under ``torchrun`` every rank writes into the same folder; only rank 0 cleans up and renames,
+    after a barrier once the stage's work (e.g. the HF Trainer) has set up the process group.
     """
     out = Path(out_dir)
-    if overwrite and out.exists():
+    main = _rank() == 0
+    if overwrite and out.exists() and main:
         shutil.rmtree(out)
     if stage_status(out, settings) == "done":
         log.info("%s: %s is up to date with these settings; skipping", name, out)
@@ -71,10 +88,13 @@ def stage_dir(out_dir: str | Path, name: str, settings: dict[str, Any], *,
     if out.exists():
         raise UserError(f"{out} exists but is not a finished {name} stage; delete it or pass --overwrite")
     part = out.with_name(out.name + ".part")
-    if part.exists() and not resume:
+    if part.exists() and not resume and main:
         shutil.rmtree(part)
     part.mkdir(parents=True, exist_ok=True)
     yield part
+    _barrier()
+    if not main:
+        return
     (part / STAGE_FILE).write_text(json.dumps(
         {"stage": name, "settings": settings, "version": __version__, "git_sha": git_sha()},
         indent=2, default=str))
