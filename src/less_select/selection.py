@@ -186,6 +186,12 @@ def run_select(config: SelectConfig) -> dict:
                    f"d >= {noise['dim_for_ratio_0.25']} would make it reliable")
             log.warning(msg)
             extra["noise_warning"] = msg
+        lost = targets.manifest.get("subtasks_without_rows") or []
+        if lost:
+            msg = (f"{len(lost)} target subtask(s) had no usable example after truncation and are "
+                   f"not scored: {', '.join(lost)}")
+            log.warning(msg)
+            extra["missing_subtasks_warning"] = msg
         best = [scores.subtasks[j] for j in scores.best_subtask]
         return write_selection(part, rows, scores.score, config, "less", n_pool=n_pool,
                                unscored=unscored, best_subtask=best, extra=extra)

@@ -340,7 +340,7 @@ class TargetsConfig(FeatureConfig):
     data_dir: str = option("", help="LESS data folder (holding eval/) for the built-in tasks.")
     datastore: str = option("", help=(
         "A finished pool datastore: model, checkpoints and projection settings left at their "
-        "defaults are taken from its manifest, so targets and pool always match."))
+        "defaults are taken from it, so targets and pool match (max_seq_length is not taken)."))
 
 
 def fill_from_datastore(config: TargetsConfig) -> TargetsConfig:
@@ -352,8 +352,8 @@ def fill_from_datastore(config: TargetsConfig) -> TargetsConfig:
     settings = json.loads((store.path / "stage.json").read_text())["settings"]["config"]
     defaults = FeatureConfig()
     updates = {}
-    for field in ("model", "checkpoints", "projector", "dims", "projection_seed", "max_seq_length",
-                  "template", "dtype"):
+    # what must match for scores to mean anything; truncation may differ (targets are often longer)
+    for field in ("model", "checkpoints", "projector", "dims", "projection_seed"):
         if getattr(config, field) == getattr(defaults, field):
             updates[field] = settings[field] if field != "checkpoints" else \
                 [c["path"] for c in mf["checkpoints"]]
@@ -368,6 +368,20 @@ def run_targets(config: TargetsConfig) -> Path:
     config = fill_from_datastore(config)
     examples = build_target_examples(config.task, config.data_dir or None)
     files = [config.task] if Path(config.task).is_file() else []
+    lost = subtasks_without_completion(examples, config)
+    if lost:
+        log.warning("targets: %d subtask(s) keep no example with a completion token at "
+                    "max_seq_length=%d and drop out of the score's max over subtasks: %s; "
+                    "raise --max-seq-length", len(lost), config.max_seq_length, ", ".join(lost))
     return build_store(config, examples, gradient_type="sgd", data_files=files,
                        extra={"kind": "targets", "task": config.task,
-                              "subtasks": sorted({str(e.subtask) for e in examples})})
+                              "subtasks": sorted({str(e.subtask) for e in examples}),
+                              "subtasks_without_rows": lost})
+
+
+def subtasks_without_completion(examples: list[Example], config: FeatureConfig) -> list[str]:
+    """Subtasks none of whose examples keeps a completion token after truncation."""
+    tokenizer = load_tokenizer(config.model)
+    encoded, _ = encode_all(examples, tokenizer, config.max_seq_length, config.template)
+    alive = {str(ex.subtask) for ex, enc in zip(examples, encoded) if enc.n_completion_tokens > 0}
+    return sorted({str(ex.subtask) for ex in examples} - alive)
