@@ -8,66 +8,24 @@ from typing import Sequence
 import torch
 
 from ..data.batching import collate
-from ..data.encode import IGNORE_INDEX, encode_example, tulu_concat
+from ..data.encode import IGNORE_INDEX, encode_example
 from ..data.example import Example
-from ..progress import Progress
-from .tasks import exact_match_answer
+from ..evaluation.exact_match import generate_predictions, score_predictions, tulu_prompt
 
 log = logging.getLogger(__name__)
-
-
-def _messages(ex) -> list[dict]:
-    return ex["messages"] if isinstance(ex, dict) else ex.messages
-
-
-def _gold(ex) -> str:
-    if isinstance(ex, dict):
-        if "answer" in ex:
-            return str(ex["answer"])
-        raw = ex
-    else:
-        raw = ex.raw or {}
-        if "answer" in raw:
-            return str(raw["answer"])
-    msgs = _messages(ex) if isinstance(ex, dict) else ex.messages
-    return next(m["content"] for m in reversed(msgs) if m["role"] == "assistant")
 
 
 def prompt_text(ex, eos_token: str = "</s>") -> str:
     """The Tulu-rendered prompt (every turn before the last assistant turn + ``<|assistant|>\\n``),
     exactly the prefix the ``tulu-v1`` training encoding puts before the answer."""
-    msgs = _messages(ex)
-    last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
-    return tulu_concat(msgs[:last], eos_token) + "<|assistant|>\n"
+    return tulu_prompt(ex, eos_token)
 
 
-@torch.no_grad()
 def generate_answers(model, tokenizer, examples: Sequence, max_new_tokens: int = 24,
                      batch_size: int = 64) -> list[str]:
     """Greedy generations (decoded, special tokens dropped) for each example's prompt."""
-    was_training = model.training
-    model.eval()
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    device = next(model.parameters()).device
-    outs: list[str] = []
-    try:
-        with Progress("exact-match generation", total=len(examples)) as prog:
-            for s in range(0, len(examples), batch_size):
-                chunk = examples[s:s + batch_size]
-                enc = tokenizer([prompt_text(e, tokenizer.eos_token or "") for e in chunk],
-                                return_tensors="pt", padding=True)
-                enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id,
-                                     eos_token_id=tokenizer.eos_token_id)
-                new = gen[:, enc["input_ids"].shape[1]:]
-                outs.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
-                prog.update(len(chunk))
-    finally:
-        tokenizer.padding_side = old_side
-        model.train(was_training)
-    return outs
+    return generate_predictions(model, tokenizer, examples, batch_size=batch_size,
+                                max_new_tokens=max_new_tokens)
 
 
 def exact_match_accuracy(model, tokenizer, test_examples: Sequence, max_new_tokens: int = 24,
@@ -75,17 +33,15 @@ def exact_match_accuracy(model, tokenizer, test_examples: Sequence, max_new_toke
     """Share of examples whose greedy answer equals the gold ``answer`` after normalisation.
 
     ``test_examples`` are records (dicts with ``messages`` and ``answer``, as in ``test.jsonl``) or
-    ``Example`` objects (gold from ``raw['answer']``, else the last assistant turn). The prediction is
-    what follows "So the answer is" in the generation, else its first line
-    (:func:`~less_select.demo.tasks.exact_match_answer`). With ``return_predictions`` returns
-    ``(accuracy, predictions)`` where predictions are the raw generations.
+    ``Example`` objects (gold from ``raw['answer']``, else the last assistant turn). The rule is the
+    ``exact_match:FILE`` evaluation task's (:mod:`less_select.evaluation.exact_match`). With
+    ``return_predictions`` returns ``(accuracy, predictions)`` where predictions are the raw
+    generations.
     """
     if not test_examples:
         raise ValueError("exact_match_accuracy needs at least one example")
     preds = generate_answers(model, tokenizer, test_examples, max_new_tokens, batch_size)
-    hits = sum(exact_match_answer(p) == exact_match_answer(_gold(e))
-               for p, e in zip(preds, test_examples))
-    acc = hits / len(test_examples)
+    acc = score_predictions(test_examples, preds)["micro_average"]["exact_match"] / 100.0
     return (acc, preds) if return_predictions else acc
 
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from ..evaluation.exact_match import ANSWER_PREFIX, extract_answer
 
 TARGET_FAMILY = "add_word"
 RELEVANT_FAMILIES = ("add_word", "add_expr")
@@ -36,7 +37,6 @@ WORDS = ("apple", "pear", "fig", "plum", "kiwi", "lemon", "grape", "mango", "mel
          "cherry", "lime", "date", "olive", "bean", "corn", "rice", "nut")
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
           "October", "November", "December")
-ANSWER_PREFIX = "So the answer is"
 
 # (a, b) operand range of the arithmetic families: single digits, so a tiny model can learn the
 # 81-entry addition table in a minute of CPU training.
@@ -240,26 +240,8 @@ def family_role(name: str) -> str:
 
 # ----------------------------------------------------------------------------- answers
 
-_NUMBER_WORD = re.compile(r"\s+")
-
-
-def exact_match_answer(text: str) -> str:
-    """Normalised answer of a model output or gold answer.
-
-    Takes what follows the last ``So the answer is`` (or, without it, the first non-empty line),
-    up to the end of that line; drops surrounding whitespace, trailing ``.``/``!``/``,``, quotes, and
-    lowercases. ``"8 + 5 = 13. So the answer is 13."`` and ``"13"`` both give ``"13"``.
-    """
-    text = text or ""
-    idx = text.rfind(ANSWER_PREFIX)
-    if idx >= 0:
-        rest = text[idx + len(ANSWER_PREFIX):].lstrip(" :")
-        line = rest.splitlines()[0] if rest.splitlines() else ""
-    else:
-        lines = [ln for ln in text.splitlines() if ln.strip()]
-        line = lines[0] if lines else ""
-    line = line.strip().strip("\"'").rstrip(".!,;").strip().strip("\"'")
-    return _NUMBER_WORD.sub(" ", line).lower()
+# One implementation of the answer rule, shared with the ``exact_match:FILE`` evaluation task.
+exact_match_answer = extract_answer
 
 
 # ----------------------------------------------------------------------------- files

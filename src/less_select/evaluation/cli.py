@@ -14,6 +14,8 @@ DESCRIPTION = """Evaluate a model (optionally with a PEFT adapter) on a LESS ben
   tydiqa   1-shot F1 / exact match (SQuAD normalisation)
   loss:X   mean completion loss on a target set: X = bbh | mmlu | tydiqa (the LESS target sets)
            or a data file (any supported format, optional "subtask" field)
+  exact_match:FILE   greedy answers on a data file whose records carry a gold "answer"
+           (answer after "So the answer is", else the first line; case/punctuation-insensitive)
 
 Writes <output-dir>/<task>.json and <task>_predictions.jsonl and prints a per-subtask table.
 See docs/evaluation.md for the protocol and its differences from open-instruct."""

@@ -22,8 +22,10 @@ from .common import format_table
 log = logging.getLogger(__name__)
 
 BENCHMARKS = ("bbh", "mmlu", "tydiqa")
-DEFAULT_BATCH = {"mmlu": 4, "bbh": 10, "tydiqa": 20}  # LESS's evaluation scripts
-DEFAULT_NEW_TOKENS = {"bbh": 512, "tydiqa": 50}
+EXACT_MATCH = "exact_match:"
+DEFAULT_BATCH = {"mmlu": 4, "bbh": 10, "tydiqa": 20,  # LESS's evaluation scripts
+                 "exact_match": 64}
+DEFAULT_NEW_TOKENS = {"bbh": 512, "tydiqa": 50, "exact_match": 128}
 DEFAULT_CHAT = {"mmlu": "none", "bbh": "none", "tydiqa": "tulu"}  # how LESS ran each benchmark
 
 
@@ -31,17 +33,20 @@ DEFAULT_CHAT = {"mmlu": "none", "bbh": "none", "tydiqa": "tulu"}  # how LESS ran
 class EvalConfig:
     model: str = option(help="base model: hub id or local folder (with its tokenizer)")
     task: str = option(help="bbh | mmlu | tydiqa (benchmarks), or loss:bbh | loss:mmlu | loss:tydiqa | "
-                            "loss:FILE (target-set loss on the LESS target set or on a data file)")
+                            "loss:FILE (target-set loss on the LESS target set or on a data file), or "
+                            "exact_match:FILE (greedy answers vs each record's gold 'answer')")
     adapter: Optional[str] = option(None, help="PEFT adapter folder to load on top of the model")
     tokenizer: Optional[str] = option(None, help="tokenizer folder or id (default: the model's)")
     data_dir: Optional[str] = option(None, help="LESS data folder holding eval/bbh, eval/mmlu, "
-                                                "eval/tydiqa (needed by every task but loss:FILE)")
+                                                "eval/tydiqa (needed by every task but loss:FILE and "
+                                                "exact_match:FILE)")
     output_dir: str = option("eval_results", help="folder for <task>.json and <task>_predictions.jsonl")
     dtype: str = option("auto", help="model dtype: auto (bf16 on a GPU that has it, else fp32), "
                                      "float32, bfloat16, float16")
     batch_size: Optional[int] = option(None, help="prompts per batch for benchmarks (default as LESS: "
-                                                  "mmlu 4, bbh 10, tydiqa 20)")
-    max_new_tokens: Optional[int] = option(None, help="generation limit (default: bbh 512, tydiqa 50)")
+                                                  "mmlu 4, bbh 10, tydiqa 20; exact_match: 64)")
+    max_new_tokens: Optional[int] = option(None, help="generation limit (default: bbh 512, tydiqa 50, "
+                                                      "exact_match 128)")
     chat_format: Literal["default", "tulu", "none"] = option(
         "default", help="prompt wrapping: default = as LESS ran each benchmark (tydiqa Tulu chat, "
                         "mmlu/bbh plain); for loss: targets, default = tulu as LESS built them")
@@ -61,8 +66,9 @@ class EvalConfig:
     max_seq_length: int = option(2048, help="loss: truncation length of target examples")
     max_tokens_per_batch: int = option(16384, help="loss: padded tokens per batch")
     template: Literal["auto", "tulu", "chat_template"] = option(
-        "auto", help="loss: template for conversation-format target files")
-    lenient: bool = option(False, help="loss:FILE: skip malformed records instead of failing")
+        "auto", help="loss: and exact_match: template for conversation-format files")
+    lenient: bool = option(False, help="loss:FILE, exact_match:FILE: skip malformed records instead "
+                                       "of failing")
     seed: int = option(42, help="seed of the example sampling (open-instruct uses 42)")
 
 
@@ -76,14 +82,18 @@ def task_slug(task: str) -> str:
         target = task[5:]
         name = target if target in BENCHMARKS else Path(target).name.split(".")[0]
         return "loss_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    if task.startswith(EXACT_MATCH):
+        return "exact_match_" + re.sub(r"[^A-Za-z0-9_.-]+", "_",
+                                       Path(task[len(EXACT_MATCH):]).name.split(".")[0])
     return task
 
 
 def _check_task(task: str) -> None:
-    if task in BENCHMARKS or (task.startswith("loss:") and len(task) > 5):
+    if task in BENCHMARKS or (task.startswith("loss:") and len(task) > 5) or \
+            (task.startswith(EXACT_MATCH) and len(task) > len(EXACT_MATCH)):
         return
-    raise UserError(f"--task {task!r}: use bbh, mmlu, tydiqa, loss:bbh, loss:mmlu, loss:tydiqa or "
-                    "loss:FILE")
+    raise UserError(f"--task {task!r}: use bbh, mmlu, tydiqa, loss:bbh, loss:mmlu, loss:tydiqa, "
+                    "loss:FILE or exact_match:FILE")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -121,6 +131,21 @@ def evaluate_task(config: EvalConfig, model, tokenizer, task: str | None = None)
                 raise UserError(f"--subtasks: no example of {target} has subtask {', '.join(subs)}")
         result = target_loss(model, tokenizer, examples, config.max_seq_length,
                              config.max_tokens_per_batch, config.template)
+        result["task"] = task
+        return result
+    if task.startswith(EXACT_MATCH):
+        from .exact_match import evaluate_exact_match
+        from .targets import build_generic_targets
+        examples = build_generic_targets(task[len(EXACT_MATCH):], lenient=config.lenient)
+        if subs:
+            examples = [e for e in examples if e.subtask in subs]
+            if not examples:
+                raise UserError(f"--subtasks: no example of {task} has subtask {', '.join(subs)}")
+        result = evaluate_exact_match(model, tokenizer, examples,
+                                      batch_size=config.batch_size or DEFAULT_BATCH["exact_match"],
+                                      max_new_tokens=config.max_new_tokens
+                                      or DEFAULT_NEW_TOKENS["exact_match"],
+                                      template=config.template)
         result["task"] = task
         return result
     batch = config.batch_size or DEFAULT_BATCH[task]
