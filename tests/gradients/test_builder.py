@@ -159,3 +159,24 @@ def test_resume_after_interruption(setup, monkeypatch):
     n_chunks = -(-full.n_rows // 5)
     assert resumed_calls == 2 * (n_chunks // 2)  # only the missing (odd) chunks, at 2 checkpoints
     np.testing.assert_array_equal(Datastore(tmp / "r").load("checkpoint-10", 8), full.load("checkpoint-10", 8))
+
+
+def test_torchrun_two_processes_equal_one(setup):
+    """Two ranks under torchrun (CPU) build one store, identical to a single-process build."""
+    import subprocess
+    import sys
+    tmp, model_dir, ckpts, pool_file, _ = setup
+    args = ["datastore", "--model", str(model_dir), "--checkpoints", str(tmp / "warmup"),
+            "--data", str(pool_file), "--projector", "sparse", "--dims", "16", "--chunk-size", "4",
+            "--max-seq-length", "64", "--dtype", "float32"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                    "--master-port", "29517", "-m", "less_select.cli", *args,
+                    "--output-dir", str(tmp / "multi")], check=True, env=env, capture_output=True)
+    subprocess.run([sys.executable, "-m", "less_select.cli", *args, "--output-dir", str(tmp / "single")],
+                   check=True, env=env, capture_output=True)
+    multi, single = Datastore(tmp / "multi"), Datastore(tmp / "single")
+    assert multi.n_rows == single.n_rows == 24
+    for ck in ("checkpoint-10", "checkpoint-20"):
+        np.testing.assert_array_equal(multi.load(ck, 16), single.load(ck, 16))
+    assert not (tmp / "multi.part").exists()

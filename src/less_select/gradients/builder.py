@@ -194,6 +194,11 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
     if not complete:
         log.info("shard %d done; the store completes when every shard has run", rank)
         return out
+    try:  # several shards may see the store complete at once: exactly one finalizes it
+        os.close(os.open(part / "finalizing.lock", os.O_CREAT | os.O_EXCL))
+    except (FileExistsError, FileNotFoundError):
+        log.info("shard %d done; another process is finalizing %s", rank, out)
+        return out
 
     layout_params = _total_lora_params(peft_model)
     weights = _checkpoint_weights(ckpts)
@@ -228,6 +233,7 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
         {"id": ex.id, "file": ex.source, "line": ex.line, "reason": "no completion token after truncation"})
         + "\n" for i, ex in enumerate(examples) if i not in kept))
     settings_file.unlink()
+    (part / "finalizing.lock").unlink()
     finish_stage(part, out, "datastore", settings)
     return out
 
