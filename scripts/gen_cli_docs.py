@@ -5,25 +5,10 @@ Run: python scripts/gen_cli_docs.py  (tests/test_docs.py fails when docs/cli.md 
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
-from less_select.cli import STAGES
-
-CONFIGS = {
-    "tiny-model": "less_select.tiny_model:TinyModelConfig",
-    "warmup": "less_select.training.warmup:WarmupConfig",
-    "datastore": "less_select.gradients.builder:DatastoreConfig",
-    "targets": "less_select.gradients.builder:TargetsConfig",
-    "select": "less_select.selection:SelectConfig",
-    "baseline": "less_select.baselines.stage:BaselineConfig",
-    "train": "less_select.training.finetune:FinetuneConfig",
-    "eval": "less_select.evaluation.run:EvalConfig",
-    "demo": "less_select.demo.run:DemoConfig",
-    "compare": "less_select.compare:CompareConfig",
-}
-
+from less_select.cli import STAGES, config_class
 
 def render() -> str:
     from less_select.configs import describe
@@ -33,8 +18,7 @@ def render() -> str:
              "`less-select [--threads N] [-v] COMMAND ...`; `less-select run CONFIG.yaml [--only STAGE ...]`",
              "runs the pipeline (see the README).", ""]
     for name in STAGES:
-        mod, cls_name = CONFIGS[name].split(":")
-        cls = getattr(importlib.import_module(mod), cls_name)
+        cls = config_class(name)
         lines += [f"## `less-select {name}`", "", (cls.__doc__ or "").strip().splitlines()[0], "",
                   "| option | default | meaning |", "|---|---|---|"]
         for field, default, help_text in describe(cls):

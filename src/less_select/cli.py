@@ -43,7 +43,35 @@ def _stage(sub, name: str, help: str, cls_path: str, run_path: str, *, active: s
     p.set_defaults(handler=handler)
 
 
-STAGES = ("tiny-model", "warmup", "datastore", "targets", "select", "baseline", "train", "eval", "demo", "compare")
+# command -> (help, config dataclass, run function): the single table the parser, docs and tests use
+STAGES: dict[str, tuple[str, str, str]] = {
+    "tiny-model": ("Build a tiny Llama + tokenizer offline from your data (CPU trials).",
+                   "less_select.tiny_model:TinyModelConfig", "less_select.tiny_model:run_tiny_model"),
+    "warmup": ("LoRA warmup training on a random fraction of the pool.",
+               "less_select.training.warmup:WarmupConfig", "less_select.training.warmup:run_warmup"),
+    "datastore": ("Adam-preconditioned, projected per-example gradients of the pool.",
+                  "less_select.gradients.builder:DatastoreConfig", "less_select.gradients.builder:run_datastore"),
+    "targets": ("Gradient features of the target examples (BBH/MMLU/TydiQA or a file).",
+                "less_select.gradients.builder:TargetsConfig", "less_select.gradients.builder:run_targets"),
+    "select": ("Influence scores and top-k selection.",
+               "less_select.selection:SelectConfig", "less_select.selection:run_select"),
+    "baseline": ("Select with a baseline method (random, bm25, dsir, rds, rds_plus).",
+                 "less_select.baselines.stage:BaselineConfig", "less_select.baselines.stage:run_baseline"),
+    "train": ("Train a model (LoRA or full) on a selection.",
+              "less_select.training.finetune:FinetuneConfig", "less_select.training.finetune:run_finetune"),
+    "eval": ("Evaluate a model: bbh, mmlu, tydiqa, or loss:FILE.",
+             "less_select.evaluation.run:EvalConfig", "less_select.evaluation.run:run_eval"),
+    "demo": ("The whole pipeline on built-in synthetic data with a tiny model.",
+             "less_select.demo.run:DemoConfig", "less_select.demo.run:run_demo"),
+    "compare": ("Compare selection methods at one budget: train, evaluate, report.",
+                "less_select.compare:CompareConfig", "less_select.compare:run_compare"),
+}
+
+
+def config_class(command: str):
+    import importlib
+    mod_name, cls_name = STAGES[command][1].rsplit(":", 1)
+    return getattr(importlib.import_module(mod_name), cls_name)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -53,7 +81,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "Targeted instruction-data selection with LESS (Xia et al., ICML 2024)."))
     parser.add_argument("--version", action="version", version=f"less-select {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
-    parser.add_argument("--threads", type=int, default=0,
+    parser.add_argument("--threads", type=int, default=0, dest="torch_threads",
                         help="torch CPU threads (0: leave torch's default).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -62,27 +90,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     pr.add_argument("--only", nargs="+", help="Run only these stages.")
     pr.set_defaults(handler=lambda ns: __import__("less_select.pipeline", fromlist=["x"]).run_pipeline_file(
         ns.config, only=ns.only))
-
-    _stage(sub, "tiny-model", "Build a tiny Llama + tokenizer offline from your data (CPU trials).",
-           "less_select.tiny_model:TinyModelConfig", "less_select.tiny_model:run_tiny_model", active=active)
-    _stage(sub, "warmup", "LoRA warmup training on a random fraction of the pool.",
-           "less_select.training.warmup:WarmupConfig", "less_select.training.warmup:run_warmup", active=active)
-    _stage(sub, "datastore", "Adam-preconditioned, projected per-example gradients of the pool.",
-           "less_select.gradients.builder:DatastoreConfig", "less_select.gradients.builder:run_datastore", active=active)
-    _stage(sub, "targets", "Gradient features of the target examples (BBH/MMLU/TydiQA or a file).",
-           "less_select.gradients.builder:TargetsConfig", "less_select.gradients.builder:run_targets", active=active)
-    _stage(sub, "select", "Influence scores and top-k selection.",
-           "less_select.selection:SelectConfig", "less_select.selection:run_select", active=active)
-    _stage(sub, "baseline", "Select with a baseline method (random, bm25, dsir, rds, rds_plus).",
-           "less_select.baselines.stage:BaselineConfig", "less_select.baselines.stage:run_baseline", active=active)
-    _stage(sub, "train", "Train a model (LoRA or full) on a selection.",
-           "less_select.training.finetune:FinetuneConfig", "less_select.training.finetune:run_finetune", active=active)
-    _stage(sub, "eval", "Evaluate a model: bbh, mmlu, tydiqa, or loss:FILE.",
-           "less_select.evaluation.run:EvalConfig", "less_select.evaluation.run:run_eval", active=active)
-    _stage(sub, "demo", "The whole pipeline on built-in synthetic data with a tiny model.",
-           "less_select.demo.run:DemoConfig", "less_select.demo.run:run_demo", active=active)
-    _stage(sub, "compare", "Compare selection methods at one budget: train, evaluate, report.",
-           "less_select.compare:CompareConfig", "less_select.compare:run_compare", active=active)
+    for name, (help_text, cls_path, run_path) in STAGES.items():
+        _stage(sub, name, help_text, cls_path, run_path, active=active)
     return parser
 
 
@@ -93,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if ns.threads:
+    if ns.torch_threads:
         import torch
-        torch.set_num_threads(ns.threads)
+        torch.set_num_threads(ns.torch_threads)
     handler: Callable | None = getattr(ns, "handler", None)
     if handler is None:
         parser.print_help()
