@@ -1,0 +1,185 @@
+"""``less-select compare`` end to end on the tiny model: report structure, budget, shares, Jaccard."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from less_select.compare import CompareConfig, jaccard_matrix, load_compare_config, run_compare
+from less_select.errors import UserError
+
+from .conftest import make_pool_records, write_jsonl
+
+METHODS = ["less", "random", "bm25", "dsir"]
+
+
+def tiny_compare(tmp_path: Path, model_dir, pool_files, target_file, **kw) -> dict:
+    train = dict(epochs=1, per_device_batch_size=4, effective_batch_size=4, lora_r=2, lora_alpha=4,
+                 learning_rate=1e-3, warmup_ratio=0.0, dtype="float32", logging_steps=1)
+    cfg = dict(
+        model=str(model_dir), data=[str(f) for f in pool_files], task=str(target_file),
+        output_dir=str(tmp_path / "cmp"), methods=METHODS, include_full=True, percentage=0.25,
+        max_seq_length=64, train_max_steps=2,
+        warmup={"percentage": 0.5, "epochs": 1, "per_device_batch_size": 4,
+                "effective_batch_size": 4, "lora_r": 2, "lora_alpha": 4, "learning_rate": 1e-3,
+                "warmup_ratio": 0.0, "dtype": "float32"},
+        datastore={"dims": [16], "projector": "sparse", "dtype": "float32", "chunk_size": 64},
+        train=train)
+    cfg.update(kw)
+    return run_compare(cfg)
+
+
+def brute_jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b)
+
+
+def selected_ids(out: Path, report: dict, method: str) -> set[str]:
+    sel = report["selections"][method]
+    path = Path(sel["dir"]) / sel["file"]
+    return {json.loads(line)["id"] for line in path.read_text().splitlines()}
+
+
+@pytest.mark.slow
+def test_compare_end_to_end(tmp_path, tiny_model_dir, target_file, capsys):
+    pool_a = write_jsonl(tmp_path / "a" / "pool_a.jsonl", make_pool_records(24, seed=0))
+    recs = make_pool_records(16, seed=5)
+    for r in recs:
+        r["id"] = "b_" + r["id"]
+        r["task"] = "tb" if int(r["id"].split("_")[-1]) % 2 else "t0"
+    pool_b = write_jsonl(tmp_path / "b" / "pool_b.jsonl", recs)
+    report = tiny_compare(tmp_path, tiny_model_dir, [pool_a, pool_b], target_file)
+    out = tmp_path / "cmp"
+
+    # files and structure
+    assert (out / "report" / "comparison.json").is_file()
+    md = (out / "report" / "comparison.md").read_text()
+    assert json.loads((out / "report" / "comparison.json").read_text())["rows"] == report["rows"]
+    rows = {r["method"]: r for r in report["rows"]}
+    assert list(rows) == ["base", *METHODS, "full"]
+    col = "loss:target"
+    assert report["metric_columns"] == [col]
+    for name, r in rows.items():
+        assert math.isfinite(r["metrics"][col]), name
+        assert f"| {name} |" in md
+    for section in ("Share of each pool source", "Share of each pool `task`", "Jaccard"):
+        assert section in md
+    assert "| method | n selected | selection s | n trained | train steps | train s |" \
+        in capsys.readouterr().out
+    assert "reused" not in md
+
+    # budget: every method selects floor(p * |pool|)
+    n_pool = 24 + 16
+    assert report["pool"]["n"] == n_pool
+    k = int(0.25 * n_pool)
+    assert report["budget"]["n_select"] == k
+    for m in METHODS:
+        assert rows[m]["n_selected"] == k
+        assert len(selected_ids(out, report, m)) == k
+        assert rows[m]["selection_seconds"] > 0
+        assert rows[m]["train_seconds"] > 0
+        assert rows[m]["train_steps"] == 2
+    assert rows["full"]["n_selected"] == n_pool and rows["base"]["n_selected"] == 0
+    assert rows["base"]["train_seconds"] is None
+    less = report["less_cost_breakdown"]
+    assert set(less["breakdown"]) == {"warmup", "datastore", "targets", "select"}
+    assert less["seconds"] == pytest.approx(sum(less["breakdown"].values()))
+    assert rows["less"]["selection_seconds"] == pytest.approx(less["seconds"])
+
+    # shares sum to 1 and match the selected files
+    for m in METHODS:
+        sh = report["shares"][m]
+        assert sum(sh["by_source"].values()) == pytest.approx(1.0)
+        assert sum(sh["by_task"].values()) == pytest.approx(1.0)
+        ids = selected_ids(out, report, m)
+        assert sh["by_source"].get("pool_b.jsonl", 0.0) == pytest.approx(
+            sum(i.startswith("b_") for i in ids) / k)
+    assert report["pool"]["share_by_source"] == pytest.approx({"pool_a.jsonl": 0.6, "pool_b.jsonl": 0.4})
+
+    # Jaccard: symmetric, 1 on the diagonal, equal to a brute-force set computation
+    jac = report["jaccard"]
+    assert list(jac) == METHODS
+    for a in METHODS:
+        assert jac[a][a] == 1.0
+        for b in METHODS:
+            assert jac[a][b] == jac[b][a]
+            assert jac[a][b] == pytest.approx(brute_jaccard(selected_ids(out, report, a),
+                                                            selected_ids(out, report, b)))
+
+    # a rerun reuses every stage and reports the costs measured the first time
+    again = run_compare(dict(json.loads((out / "report" / "comparison.json").read_text())["config"]))
+    assert [r["selection_seconds"] for r in again["rows"]] == [r["selection_seconds"] for r in report["rows"]]
+    assert [r["train_seconds"] for r in again["rows"]] == [r["train_seconds"] for r in report["rows"]]
+    assert all(again["less_cost_breakdown"]["reused"].values())
+    assert all(t["reused"] for t in again["training"].values())
+    assert all(e["reused"] for e in again["evaluation"].values())
+    assert again["jaccard"] == report["jaccard"]
+
+
+def test_jaccard_matrix_matches_sets():
+    sets = {"a": [1, 2, 3, 4], "b": [3, 4, 5], "c": [9], "d": [1, 2, 3, 4]}
+    jac = jaccard_matrix(sets)
+    for x in sets:
+        for y in sets:
+            assert jac[x][y] == pytest.approx(brute_jaccard(set(sets[x]), set(sets[y])))
+    assert jac["a"]["d"] == 1.0 and jac["a"]["c"] == 0.0
+
+
+def test_options_are_given_once_and_checked(tmp_path, pool_file):
+    base = dict(model="m", data=[str(pool_file)], task="bbh", output_dir=str(tmp_path / "o"))
+    from less_select.compare import stage_options
+    cfg = load_compare_config(dict(base, train_epochs=2, train={"lora_r": 4}))
+    opts = stage_options(cfg)
+    assert opts["train"]["epochs"] == 2 and opts["train"]["lora_r"] == 4 and opts["train"]["seed"] == 42
+    with pytest.raises(UserError, match="give it once"):
+        stage_options(load_compare_config(dict(base, train_epochs=2, train={"epochs": 3})))
+    with pytest.raises(UserError, match="unknown method"):
+        load_compare_config(dict(base, methods=["less", "bogus"]))
+    with pytest.raises(UserError, match="set by compare itself"):
+        load_compare_config(dict(base, train={"model": "other"}))
+    with pytest.raises(UserError, match="required"):
+        load_compare_config(dict(base, task=""))
+    with pytest.raises(UserError, match="unknown option"):
+        load_compare_config(dict(base, nonsense=1))
+
+
+def test_yaml_config_with_command_line_override(tmp_path, pool_file):
+    import yaml
+    y = tmp_path / "cmp.yaml"
+    y.write_text(yaml.safe_dump({"model": "m", "data": [str(pool_file)], "task": "bbh",
+                                 "output_dir": str(tmp_path / "o"), "percentage": 0.1,
+                                 "train": {"lora_r": 8}}))
+    cfg = load_compare_config(CompareConfig(config=str(y), percentage=0.2))
+    assert cfg.percentage == 0.2 and cfg.train == {"lora_r": 8} and cfg.model == "m"
+
+
+def test_cli_registers_compare():
+    import argparse
+
+    from less_select.configs import add_arguments, from_namespace
+    p = argparse.ArgumentParser()
+    add_arguments(p, CompareConfig)
+    ns = p.parse_args(["--model", "m", "--data", "a.jsonl", "b.jsonl", "--task", "bbh",
+                       "--output-dir", "o", "--methods", "less", "random", "--include-full",
+                       "--train-max-steps", "3", "--eval-tasks", "loss:bbh", "bbh"])
+    cfg = from_namespace(CompareConfig, ns)
+    assert cfg.data == ["a.jsonl", "b.jsonl"] and cfg.include_full and cfg.train_max_steps == 3
+    assert cfg.eval_tasks == ["loss:bbh", "bbh"] and cfg.methods == ["less", "random"]
+    with pytest.raises(SystemExit):
+        p.parse_args(["--warmup", "x"])  # nested sections are YAML/Python only
+
+
+def test_max_examples_writes_the_capped_pool_once(tmp_path, pool_file):
+    from less_select.compare import pool_composition, prepare_pool
+    cfg = load_compare_config(dict(model="m", data=[str(pool_file)], task="bbh",
+                                   output_dir=str(tmp_path / "o"), max_examples=5))
+    files = prepare_pool(cfg, tmp_path / "o")
+    assert files == [str(tmp_path / "o" / "pool" / "pool.jsonl")]
+    lines = Path(files[0]).read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == [f"toy_{i}" for i in range(5)]
+    mtime = Path(files[0]).stat().st_mtime_ns
+    assert prepare_pool(cfg, tmp_path / "o") == files and Path(files[0]).stat().st_mtime_ns == mtime
+    comp = pool_composition(files, False)
+    assert comp["n"] == 5 and comp["by_source"] == {"pool.jsonl": 5}
