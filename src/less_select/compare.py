@@ -428,6 +428,8 @@ def run_compare(config: CompareConfig | dict) -> dict:
             "method": method, "data": pool, "task": cfg.task,
             "data_dir": cfg.data_dir, "output_dir": str(sel_dir), "seed": cfg.seed,
             "model": cfg.model if method in ("rds", "rds_plus") else "", "lenient": cfg.lenient,
+            "tokenizer": cfg.train_model or cfg.model,
+            "max_seq_length": opts["train"].get("max_seq_length", 2048),
             "percentage": cfg.percentage, "top_k": cfg.top_k,
             "options": dict(cfg.baselines.get(method) or {})}, where=f"compare: baselines.{method}")
         log.info("compare: baseline %s", method)

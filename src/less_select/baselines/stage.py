@@ -32,6 +32,12 @@ class BaselineConfig(BudgetConfig):
     adapter: str = option("", help="Optional PEFT adapter for the embedding model (rds, rds_plus).")
     lenient: bool = option(False, help="Skip (and count) malformed pool records.")
     max_examples: int = option(0, help="Use only the first N examples of each pool file (0: all).")
+    tokenizer: str = option("", help=(
+        "Tokenizer (model id/folder) used to leave out examples that keep no completion token at "
+        "max_seq_length, as LESS does, so every method spends its budget on trainable examples "
+        "(default: --model; none given: no example is left out)."))
+    max_seq_length: int = option(2048, help="Truncation length for that check (use the training one).")
+    template: str = option("auto", help="Chat encoding for that check: auto, tulu, chat_template.")
     options: dict[str, Any] = option(factory=dict, cli=False,
                                      help="Further options of the method (YAML/Python only), e.g. {k1: 1.2}.")
     overwrite: bool = option(False, help="Rerun even if the output exists with other settings.")
@@ -68,12 +74,27 @@ def run_baseline(config: BaselineConfig) -> dict:
                    overwrite=config.overwrite) as part:
         if part is None:
             return json.loads((Path(config.output_dir) / "selection.json").read_text())
-        pool, report = load_examples(config.data, lenient=config.lenient,
-                                     max_per_file=config.max_examples or None)
+        examples, report = load_examples(config.data, lenient=config.lenient,
+                                         max_per_file=config.max_examples or None)
+        pool, unscored = split_trainable(examples, config)
         targets = build_target_examples(config.task, config.data_dir or None) if config.task else []
         start = time.perf_counter()
         scores = make_baseline(config.method, **opts).score(pool, targets)
         seconds = time.perf_counter() - start
-        return write_selection(part, pool, scores, config, config.method,
+        return write_selection(part, pool, scores, config, config.method, n_pool=len(examples),
+                               unscored=unscored,
                                extra={"seconds": seconds, "options": opts,
                                       "n_malformed_skipped": report.total_skipped})
+
+
+def split_trainable(examples, config: BaselineConfig):
+    """(examples with a completion token after truncation, [(left-out example, reason)])."""
+    name = config.tokenizer or config.model
+    if not name:
+        return examples, []
+    from ..data.encode import encode_all
+    from ..modeling import load_tokenizer
+    encoded, _ = encode_all(examples, load_tokenizer(name), config.max_seq_length, config.template)
+    keep = [ex for ex, enc in zip(examples, encoded) if enc.n_completion_tokens > 0]
+    reason = f"no completion token after truncation to {config.max_seq_length}"
+    return keep, [(ex, reason) for ex, enc in zip(examples, encoded) if enc.n_completion_tokens == 0]
