@@ -93,3 +93,22 @@ def test_budget():
     assert BudgetConfig(top_k=7).n_select(100) == 7
     with pytest.raises(UserError):
         BudgetConfig(percentage=1.5).n_select(10)
+
+
+def test_projection_noise_estimate():
+    from less_select.scoring import projection_noise
+    means = {"c": np.array([[0.6, 0.0], [0.0, 0.3]])}
+    ck = [{"name": "c"}]
+    scores = np.random.default_rng(0).normal(0, 0.01, 1000)
+    small = projection_noise(means, [1.0], ck, 1024, scores, "sparse")
+    large = projection_noise(means, [1.0], ck, 16384, scores, "sparse")
+    assert small["noise_std"] == pytest.approx(0.6 / 32)            # |mean row| / sqrt(d)
+    assert large["noise_std"] == pytest.approx(small["noise_std"] / 4)
+    assert small["expected_correlation_with_exact"] < large["expected_correlation_with_exact"]
+    d95 = small["dim_for_correlation_0.95"]
+    at_d95 = projection_noise(means, [1.0], ck, d95, scores, "sparse")
+    assert at_d95["expected_correlation_with_exact"] == pytest.approx(0.95, abs=1e-3)
+    assert small["noise_dominated"] and not at_d95["noise_dominated"]
+    exact = projection_noise(means, [1.0], ck, 2, scores, "identity")
+    assert exact["noise_std"] == 0 and exact["expected_correlation_with_exact"] == 1.0
+

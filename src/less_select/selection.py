@@ -182,8 +182,9 @@ def run_select(config: SelectConfig) -> dict:
         if noise["noise_dominated"]:
             msg = (f"projection noise (std {noise['noise_std']:.3g} at d={noise['dim']}) is "
                    f"{noise['noise_to_spread']:.2f}x the spread of the scores (std "
-                   f"{noise['score_std']:.3g}): the ranking is dominated by projection noise; "
-                   f"d >= {noise['dim_for_ratio_0.25']} would make it reliable")
+                   f"{noise['score_std']:.3g}): the expected correlation of these scores with exact "
+                   f"ones is only {noise['expected_correlation_with_exact']:.2f}, so projection noise "
+                   f"drives much of the ranking; d >= {noise['dim_for_correlation_0.95']} would give 0.95")
             log.warning(msg)
             extra["noise_warning"] = msg
         lost = targets.manifest.get("subtasks_without_rows") or []

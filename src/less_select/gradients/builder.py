@@ -169,6 +169,10 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
         raise UserError(f"checkpoint folder names must be distinct, got {names}")
 
     peft_model = _attach_adapter(model, ckpts[0].adapter_dir)
+    layout_params = _total_lora_params(peft_model)
+    # built once: the sparse projector's hash cache is then reused by every chunk and checkpoint
+    projectors = {d: make_projector(config.projector, layout_params, d, config.projection_seed,
+                                    device=device) for d in config.dims}
     log.info("building %s features: %d rows (%d skipped: no completion token), %d checkpoint(s), "
              "dims %s, projector %s, shard %d/%d (%d of %d chunks)", gradient_type, n_rows,
              len(examples) - n_rows, len(ckpts), config.dims, config.projector, rank, world,
@@ -181,8 +185,8 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
         with Progress(f"features@{name}", total=sum(_chunk_len(c, config.chunk_size, n_rows) for c in todo)) as prog:
             for c in todo:
                 lo, hi = c * config.chunk_size, min((c + 1) * config.chunk_size, n_rows)
-                feats = _chunk_features(peft_model, rows_enc[lo:hi], ck, config, gradient_type,
-                                        adam_variant, tokenizer.pad_token_id, device, prog)
+                feats = _chunk_features(peft_model, rows_enc[lo:hi], ck, config, projectors,
+                                        gradient_type, adam_variant, tokenizer.pad_token_id, device, prog)
                 for d, mat in feats.items():
                     ds.write_chunk(part, name, d, c, mat)
 
@@ -200,7 +204,6 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
         log.info("shard %d done; another process is finalizing %s", rank, out)
         return out
 
-    layout_params = _total_lora_params(peft_model)
     weights = _checkpoint_weights(ckpts)
     manifest = {
         "format_version": ds.FORMAT_VERSION,
@@ -210,8 +213,7 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
         "checkpoints": [{"name": n, "path": str(c.path), "step": c.step, "mean_lr": c.mean_lr,
                          "weight": w, "adapter_sha256": s["adapter_sha256"]}
                         for n, c, w, s in zip(names, ckpts, weights, settings["checkpoints"])],
-        "projectors": [make_projector(config.projector, layout_params, d, config.projection_seed).spec()
-                       for d in config.dims],
+        "projectors": [projectors[d].spec() for d in config.dims],
         # one standard deviation of a JL map's error on the cosine of two unit vectors: ~1/sqrt(d)
         "expected_cosine_error": {str(d): (0.0 if config.projector == "identity" else 1 / math.sqrt(d))
                                   for d in config.dims},
@@ -287,14 +289,12 @@ def _total_lora_params(peft_model) -> int:
     return last.offset + last.numel
 
 
-def _chunk_features(model, encoded: list[Encoded], ckpt, config: FeatureConfig, gradient_type: str,
-                    adam_variant: AdamVariant, pad_id: int, device, prog: Progress) -> dict[int, np.ndarray]:
+def _chunk_features(model, encoded: list[Encoded], ckpt, config: FeatureConfig, projectors: dict,
+                    gradient_type: str, adam_variant: AdamVariant, pad_id: int, device,
+                    prog: Progress) -> dict[int, np.ndarray]:
     """Projected, normalized features {dim: float32 [rows, dim]} of one chunk of rows."""
     from .per_example import lora_layout
     layout = lora_layout(model)
-    total = layout[-1].offset + layout[-1].numel
-    projectors = {d: make_projector(config.projector, total, d, config.projection_seed, device=device)
-                  for d in config.dims}
     out = {d: np.zeros((len(encoded), d), np.float32) for d in config.dims}
     moments = None
     if gradient_type == "adam":
