@@ -87,12 +87,17 @@ def plain_forward_backward(model, enc, pad_id: int, max_tokens: int, max_batch: 
 def datastore_loop(model, enc, ckpt, pad_id: int, dim: int, max_tokens: int, max_batch: int,
                    projector: str = "sparse") -> None:
     """The builder's feature loop for one chunk (per-example gradients, Adam, projection, normalize)."""
-    from less_select.gradients.builder import FeatureConfig, _chunk_features
+    from less_select.gradients.builder import FeatureConfig, chunk_features
+    from less_select.gradients.per_example import lora_layout
     from less_select.progress import Progress
+    from less_select.projection import make_projector
     cfg = FeatureConfig(projector=projector, dims=[dim], max_tokens_per_batch=max_tokens,
                         max_batch_size=max_batch)
+    last = lora_layout(model)[-1]
+    projectors = {dim: make_projector(projector, last.offset + last.numel, dim, 0)}
     with Progress("bench", total=len(enc)) as prog:
-        _chunk_features(model, enc, ckpt, cfg, "adam", "less", pad_id, torch.device("cpu"), prog)
+        chunk_features(model, enc, ckpt, cfg, projectors, "adam", "less", pad_id,
+                       torch.device("cpu"), prog)
 
 
 def original_gradients(model, enc, ckpt) -> torch.Tensor:

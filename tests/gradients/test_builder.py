@@ -151,8 +151,8 @@ def test_resume_after_interruption(setup, monkeypatch):
     assert not (tmp / "r").exists() and (tmp / "r.part").exists()
     calls = []
     import less_select.gradients.builder as b
-    real = b._chunk_features
-    monkeypatch.setattr(b, "_chunk_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = b.chunk_features
+    monkeypatch.setattr(b, "chunk_features", lambda *a, **k: calls.append(1) or real(*a, **k))
     run_datastore(ds_config(tmp, model_dir, pool_file, "r", **kw))
     resumed_calls = len(calls)
     full = Datastore(run_datastore(ds_config(tmp, model_dir, pool_file, "full", **kw)))

@@ -185,7 +185,7 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
         with Progress(f"features@{name}", total=sum(_chunk_len(c, config.chunk_size, n_rows) for c in todo)) as prog:
             for c in todo:
                 lo, hi = c * config.chunk_size, min((c + 1) * config.chunk_size, n_rows)
-                feats = _chunk_features(peft_model, rows_enc[lo:hi], ck, config, projectors,
+                feats = chunk_features(peft_model, rows_enc[lo:hi], ck, config, projectors,
                                         gradient_type, adam_variant, tokenizer.pad_token_id, device, prog)
                 for d, mat in feats.items():
                     ds.write_chunk(part, name, d, c, mat)
@@ -289,7 +289,7 @@ def _total_lora_params(peft_model) -> int:
     return last.offset + last.numel
 
 
-def _chunk_features(model, encoded: list[Encoded], ckpt, config: FeatureConfig, projectors: dict,
+def chunk_features(model, encoded: list[Encoded], ckpt, config: FeatureConfig, projectors: dict,
                     gradient_type: str, adam_variant: AdamVariant, pad_id: int, device,
                     prog: Progress) -> dict[int, np.ndarray]:
     """Projected, normalized features {dim: float32 [rows, dim]} of one chunk of rows."""
