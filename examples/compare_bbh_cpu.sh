@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LESS vs. the baselines on a real pool with the BBH target, at CPU scale (2 cores, ~10 minutes).
 #
-#   bash examples/compare_bbh_cpu.sh        # env: DATA=../shared/data WORK=runs/compare_bbh_cpu THREADS=2
+#   bash examples/compare_bbh_cpu.sh        # env: DATA=../shared/data WORK=runs/compare_bbh_cpu THREADS=1
 #
 # 1. pool: 150 seeded-random examples from each of cot, t0 and alpaca_gpt4 (450 in all; the first
 #    lines of each file all come from one sub-task, hence the sampling);
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
 WORK=${WORK:-runs/compare_bbh_cpu}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 mkdir -p "$WORK/pool"
 
 python - "$DATA" "$WORK" <<'PY'
@@ -49,7 +49,7 @@ target_max_seq_length: 3072  # BBH 2-shot CoT targets reach ~2,600 tokens with t
 eval_tasks: [loss:bbh]
 warmup: {percentage: 0.2, epochs: 2, learning_rate: 0.001, lora_r: 8, lora_alpha: 32,
          per_device_batch_size: 8, effective_batch_size: 8, dtype: float32, logging_steps: 5}
-datastore: {dims: [1024], projector: sparse, dtype: float32}
+datastore: {dims: [8192], projector: sparse, dtype: float32}
 train: {epochs: 2, learning_rate: 0.001, lora_r: 8, lora_alpha: 32, per_device_batch_size: 8,
         effective_batch_size: 8, dtype: float32, logging_steps: 10}
 eval: {dtype: float32}

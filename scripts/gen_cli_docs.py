@@ -5,6 +5,7 @@ Run: python scripts/gen_cli_docs.py  (tests/test_docs.py fails when docs/cli.md 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -21,9 +22,10 @@ def render() -> str:
         cls = config_class(name)
         lines += [f"## `less-select {name}`", "", (cls.__doc__ or "").strip().splitlines()[0], "",
                   "| option | default | meaning |", "|---|---|---|"]
+        cli_fields = {f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True)}
         for field, default, help_text in describe(cls):
-            flag = "--" + field.replace("_", "-")
-            lines.append(f"| `{flag}` | `{default}` | {help_text.replace('|', '/')} |")
+            flag = f"`--{field.replace('_', '-')}`" if field in cli_fields else f"`{field}` (YAML/Python only)"
+            lines.append(f"| {flag} | `{default}` | {help_text.replace('|', '/')} |")
         lines.append("")
     return "\n".join(lines)
 
