@@ -477,6 +477,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS))
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the fidelity/scaling sections")
     ap.add_argument("--thread-counts", default="1,2", help="thread counts the throughput/scoring sections compare")
+    ap.add_argument("--scale-sizes", default="", help="comma-separated pool sizes of the scaling section "
+                    "(default: 16,32,48,64; larger pools span several batches and show flat memory)")
     ap.add_argument("--max-tokens-per-batch", type=int, default=8192)
     ap.add_argument("--max-batch-size", type=int, default=64)
     ap.add_argument("--workdir", default=os.environ.get("LESS_BENCH_WORKDIR", "/tmp/less_bench"),
@@ -503,6 +505,8 @@ def main(argv=None) -> int:
         ap.error(f"unknown sections {sorted(unknown)}")
     wl = Workload.quick() if args.quick else Workload()
     sz = sizes(args.quick)
+    if args.scale_sizes:
+        sz["scale_sizes"] = [int(n) for n in args.scale_sizes.split(",")]
     work = Path(args.workdir) / ("quick" if args.quick else "full")
     info = machine_info()
     print(f"machine: {info['platform']}, {info['cpus']} CPUs, torch {info['torch']}, "

@@ -180,3 +180,16 @@ def test_torchrun_two_processes_equal_one(setup):
     for ck in ("checkpoint-10", "checkpoint-20"):
         np.testing.assert_array_equal(multi.load(ck, 16), single.load(ck, 16))
     assert not (tmp / "multi.part").exists()
+
+
+def test_bad_checkpoint_inputs_are_user_errors(setup):
+    tmp, model_dir, ckpts, pool_file, _ = setup
+    empty = tmp / "empty_ckpt"
+    empty.mkdir()
+    (empty / "adapter_config.json").write_text("{}")
+    with pytest.raises(UserError, match="no adapter_model.safetensors"):
+        run_datastore(ds_config(tmp, model_dir, pool_file, checkpoints=[str(empty)], projector="sparse", dims=[8]))
+    with pytest.raises(UserError, match="mean-lrs has 1 value"):
+        run_datastore(ds_config(tmp, model_dir, pool_file, projector="sparse", dims=[8], mean_lrs=[1e-5]))
+    with pytest.raises(UserError, match="no checkpoint-<step> folders"):
+        run_datastore(ds_config(tmp, model_dir, pool_file, checkpoints=[str(tmp)], projector="sparse", dims=[8]))

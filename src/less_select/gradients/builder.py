@@ -82,8 +82,13 @@ def resolve_checkpoints(paths: list[str]) -> list[Path]:
     if not paths:
         raise UserError("no checkpoints given (--checkpoints)")
     if len(paths) == 1 and not (Path(paths[0]) / "adapter_config.json").is_file():
-        return list_checkpoints(paths[0])
-    return [Path(p) for p in paths]
+        found = list_checkpoints(paths[0])
+    else:
+        found = [Path(p) for p in paths]
+    for p in found:
+        if not (p / "adapter_model.safetensors").is_file():
+            raise UserError(f"{p}: not a checkpoint with a LoRA adapter (no adapter_model.safetensors)")
+    return found
 
 
 def _shard() -> tuple[int, int]:
@@ -101,6 +106,8 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
     if any(d <= 0 for d in config.dims) or len(set(config.dims)) != len(config.dims):
         raise UserError(f"dims must be distinct positive integers, got {config.dims}")
     ckpt_paths = resolve_checkpoints(config.checkpoints)
+    if mean_lrs and len(mean_lrs) != len(ckpt_paths):
+        raise UserError(f"--mean-lrs has {len(mean_lrs)} value(s) for {len(ckpt_paths)} checkpoint(s)")
     out = Path(config.output_dir)
     settings = {
         "config": {k: v for k, v in to_dict(config).items()
@@ -149,8 +156,8 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
     n_rows = len(rows_ex)
     if n_rows == 0:
         raise UserError("no example has a completion token left after truncation; nothing to store")
-    chunks = n_chunks_total = ds.n_chunks(n_rows, config.chunk_size)
-    mine = [c for c in range(n_chunks_total) if c % world == rank]
+    chunks = ds.n_chunks(n_rows, config.chunk_size)
+    mine = [c for c in range(chunks) if c % world == rank]
 
     device = default_device()
     model = load_model(config.model, config.dtype, device)
@@ -160,8 +167,6 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
         if gradient_type == "adam":
             ckpts.append(load_checkpoint(p, mean_lr=lr))
         else:  # plain gradients need only the adapter weights
-            if not (p / "adapter_model.safetensors").is_file():
-                raise UserError(f"{p}: no adapter_model.safetensors in this checkpoint")
             ckpts.append(Checkpoint(path=p, adapter_dir=p, step=0, epoch=None, mean_lr=lr,
                                     exp_avg={}, exp_avg_sq={}))
     names = [_ckpt_name(c.path) for c in ckpts]
