@@ -85,3 +85,9 @@ def test_stage_commands_and_user_errors(tmp_path, tiny_model_dir, pool_file, cap
     cfg.write_text("run_dir: r\nmodel: m\ndata: [x]\nwarmpu: {}\n")
     assert main(["run", str(cfg)]) == 2
     assert "warmpu" in capsys.readouterr().err
+
+
+def test_missing_local_model_is_named(tmp_path, pool_file, capsys):
+    code = main(["train", "--model", str(tmp_path / "no_model"), "--train-files", str(pool_file),
+                 "--output-dir", str(tmp_path / "f")])
+    assert code == 2 and "no such tokenizer/model folder" in capsys.readouterr().err

@@ -32,8 +32,17 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def _check_local(name_or_path: str, what: str) -> None:
+    """A name that looks like a path but does not exist is a typo, not a hub id."""
+    # hub ids are "name" or "org/name"
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if looks_local and not Path(name_or_path).expanduser().exists():
+        raise UserError(f"{name_or_path}: no such {what} folder")
+
+
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
+    _check_local(name_or_path, "tokenizer/model")
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path)
     except OSError as exc:
@@ -45,6 +54,7 @@ def load_tokenizer(name_or_path: str):
 
 def load_model(name_or_path: str, dtype: str = "auto", device: torch.device | None = None):
     from transformers import AutoModelForCausalLM
+    _check_local(name_or_path, "model")
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype))
     except OSError as exc:

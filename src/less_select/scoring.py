@@ -43,6 +43,10 @@ class Scores:
 
 def check_compatible(pool: Datastore, targets: Datastore, dim: int) -> None:
     """Pool and targets must come from the same checkpoints and the same projection."""
+    for store, kind, flag in ((pool, "pool", "--datastore"), (targets, "targets", "--targets")):
+        if store.manifest.get("kind", kind) != kind:
+            raise UserError(f"{store.path} holds {store.manifest.get('kind')} features; {flag} needs "
+                            f"a {kind} store")
     pc = [(c["name"], c["adapter_sha256"]) for c in pool.checkpoints]
     tc = [(c["name"], c["adapter_sha256"]) for c in targets.checkpoints]
     if pc != tc:

@@ -335,6 +335,8 @@ def run_datastore(config: DatastoreConfig) -> Path:
     """The ``datastore`` stage: Adam features of every pool example at every checkpoint."""
     if not config.data:
         raise UserError("no pool files given (--data)")
+    # absolute paths: the store is re-read (selection, provenance) from any working directory
+    config = dataclasses.replace(config, data=[str(Path(f).resolve()) for f in config.data])
     examples, report = load_examples(config.data, lenient=config.lenient,
                                      max_per_file=config.max_examples or None)
     extra = {"kind": "pool", "n_malformed_skipped": report.total_skipped}
