@@ -79,6 +79,10 @@ def test_mismatched_checkpoints_or_projection_refused(tmp_path):
                 proj={"kind": "sparse", "dim": 8, "seed": 1, "total_params": 8})
     with pytest.raises(UserError, match="projection"):
         compute_scores(tmp_path / "pool", tmp_path / "tgt2")
+    mf = json.loads((tmp_path / "pool" / ds.MANIFEST).read_text())
+    (tmp_path / "pool" / ds.MANIFEST).write_text(json.dumps({**mf, "kind": "pool"}))
+    with pytest.raises(UserError, match="--targets needs a targets store"):
+        compute_scores(tmp_path / "pool", tmp_path / "pool")
 
 
 def test_rank_order_is_stable_and_refuses_nan():
