@@ -35,9 +35,8 @@ def _stage(sub, name: str, help: str, cls_path: str, run_path: str, *, active: s
         run = getattr(importlib.import_module(run_mod), run_name)
         result = run(from_namespace(cls, ns))
         if isinstance(result, dict):
-            text = json.dumps(result, indent=2, default=str)
-            if len(text) < 4000:  # small reports only; big results are in the output folder
-                print(text)
+            if name not in PRINTS_OWN_TABLE:  # the others print a table and write their report
+                print(json.dumps(result, indent=2, default=str))
         elif result is not None:
             print(result)
     p.set_defaults(handler=handler)
@@ -72,6 +71,9 @@ def config_class(command: str):
     import importlib
     mod_name, cls_name = STAGES[command][1].rsplit(":", 1)
     return getattr(importlib.import_module(mod_name), cls_name)
+
+
+PRINTS_OWN_TABLE = {"eval", "demo", "compare"}
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
