@@ -73,3 +73,24 @@ def test_finetune_merged_lora_and_bad_method(tmp_path, tiny_model_dir, train_fil
     with pytest.raises(UserError, match="method"):
         run_finetune(_config(tmp_path, tiny_model_dir, train_file, method="qlora",
                              output_dir=str(tmp_path / "bad")))
+
+
+def test_finetune_refuses_to_reuse_a_model_trained_on_other_data(tmp_path, tiny_model_dir):
+    """A selection file rewritten in place must not silently reuse the model trained on its old content."""
+    import json
+
+    import pytest
+
+    from less_select.errors import UserError
+    from less_select.training.finetune import FinetuneConfig, run_finetune
+    data = tmp_path / "sel.jsonl"
+    rec = {"messages": [{"role": "user", "content": "what is the sum"}, {"role": "assistant", "content": "yes"}]}
+    data.write_text(json.dumps(rec) + "\n")
+    cfg = FinetuneConfig(model=str(tiny_model_dir), train_files=[str(data)], output_dir=str(tmp_path / "f"),
+                         max_steps=1, lora_r=2, lora_alpha=4, per_device_batch_size=1, effective_batch_size=1,
+                         max_seq_length=32)
+    run_finetune(cfg)
+    run_finetune(cfg)  # same content: skipped
+    data.write_text(json.dumps({**rec, "messages": rec["messages"][:1] + [{"role": "assistant", "content": "no"}]}) + "\n")
+    with pytest.raises(UserError, match="data_sha256"):
+        run_finetune(cfg)
