@@ -133,3 +133,12 @@ def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
         while chunk := fh.read(block):
             h.update(chunk)
     return h.hexdigest()
+
+
+def stage_settings(config, data_files: list[str], exclude: tuple[str, ...] = ("overwrite",)) -> dict[str, Any]:
+    """A stage's settings for skip/refuse: its config plus the content hash of its data files, so a
+    file rewritten in place (e.g. a new selection) never reuses an output made from the old one."""
+    from dataclasses import asdict
+    settings = {k: v for k, v in asdict(config).items() if k not in exclude}
+    settings["data_sha256"] = [file_sha256(f) if Path(f).is_file() else None for f in data_files]
+    return settings

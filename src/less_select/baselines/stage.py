@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..configs import option, to_dict
+from ..configs import option
 from ..data import load_examples
 from ..errors import UserError
 from ..selection import BudgetConfig, write_selection
-from ..stage import file_sha256, stage_dir
+from ..stage import stage_dir, stage_settings
 from .registry import BASELINES, baseline_config, make_baseline
 
 
@@ -68,8 +68,7 @@ def run_baseline(config: BaselineConfig) -> dict:
     opts = method_options(config)
     if config.method != "random" and not config.task:
         raise UserError(f"baseline {config.method} needs a target --task")
-    settings = {"config": {k: v for k, v in to_dict(config).items() if k != "overwrite"},
-                "data_sha256": [file_sha256(f) for f in config.data if Path(f).is_file()]}
+    settings = stage_settings(config, config.data)
     with stage_dir(config.output_dir, f"baseline:{config.method}", settings,
                    overwrite=config.overwrite) as part:
         if part is None:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..configs import option, to_dict
+from ..configs import option
 from ..data import load_examples
 from ..errors import UserError
-from ..stage import file_sha256, stage_dir, write_atomic
+from ..stage import stage_dir, stage_settings, write_atomic
 from .hf import TrainOptions, encode_for_training, load_for_training, make_trainer, training_arguments
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,7 @@ def run_finetune(config: FinetuneConfig) -> Path:
     if config.method not in ("lora", "full"):
         raise UserError(f"method {config.method!r} is not one of lora, full")
     out = Path(config.output_dir)
-    settings = {k: v for k, v in to_dict(config).items() if k != "overwrite"}
-    # the data's content, not just its path: a rewritten selection must not reuse a stale model
-    settings["data_sha256"] = [file_sha256(f) if Path(f).is_file() else None for f in config.train_files]
+    settings = stage_settings(config, config.train_files)
     with stage_dir(out, "finetune", settings, overwrite=config.overwrite) as part:
         if part is None:
             return out

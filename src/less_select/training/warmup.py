@@ -24,10 +24,10 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..configs import option, to_dict
+from ..configs import option
 from ..data import load_examples
 from ..errors import UserError
-from ..stage import file_sha256, stage_dir, write_atomic
+from ..stage import stage_dir, stage_settings, write_atomic
 from .checkpoints import MOMENTS_FILE, unwrap_optimizer, list_checkpoints, moments_by_name, \
     save_moments, write_meta
 from .hf import TrainOptions, encode_for_training, load_for_training, make_trainer, training_arguments
@@ -90,9 +90,7 @@ class LessCheckpointCallback(TrainerCallback):
 def run_warmup(config: WarmupConfig) -> Path:
     """Train, write ``<output_dir>/checkpoint-*/`` (see the module docstring); skip if already done."""
     out = Path(config.output_dir)
-    settings = {k: v for k, v in to_dict(config).items() if k != "overwrite"}
-    # the data's content, not just its path: a rewritten selection must not reuse a stale model
-    settings["data_sha256"] = [file_sha256(f) if Path(f).is_file() else None for f in config.pool_files]
+    settings = stage_settings(config, config.pool_files)
     with stage_dir(out, "warmup", settings, overwrite=config.overwrite) as part:
         if part is None:
             return out
