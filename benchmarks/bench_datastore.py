@@ -227,7 +227,7 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def less_scores(pool: torch.Tensor, targets: torch.Tensor, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(score [N], per-subtask influence [N, K]) of unit pool rows vs unit target rows (DESIGN.md 2.6)."""
+    """(score [N], per-subtask influence [N, K]) of unit pool rows vs unit target rows (docs/method.md)."""
     pool, targets = _unit(pool), _unit(targets)
     subtasks = sorted(set(labels))
     means = torch.stack([targets[[j for j, s in enumerate(labels) if s == k]].mean(0) for k in subtasks])

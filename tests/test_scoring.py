@@ -1,4 +1,4 @@
-"""Streaming influence scores against a brute-force loop over DESIGN.md 2.6, and selection order."""
+"""Streaming influence scores against a brute-force loop over docs/method.md ("Influence"), and selection order."""
 
 import json
 

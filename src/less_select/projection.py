@@ -1,4 +1,4 @@
-"""Random projections R^P -> R^d for the gradient datastore (DESIGN.md 2.5, 6, 7).
+"""Random projections R^P -> R^d for the gradient datastore (docs/method.md, "Projection").
 
 Gradients arrive module by module, so every projector is *decomposable over coordinate blocks*:
 ``project_block(g[:, a:b], a)`` returns ``g[:, a:b] @ Pi[:, a:b].T`` and the caller sums the blocks.

@@ -1,4 +1,4 @@
-"""Influence scores of DESIGN.md 2.6, streamed over the memory-mapped pool store.
+"""Influence scores (docs/method.md, "Influence with checkpoint weights"), streamed over the memory-mapped pool store.
 
     Inf(z, V_k) = (1/|V_k|) sum_{z' in V_k} sum_i w_i cos(Pi Gamma_i(z), Pi grad_i(z'))
     s(z)        = max_k Inf(z, V_k)

@@ -1,4 +1,4 @@
-"""Top-k selection (DESIGN.md 2.7) and its outputs, shared by LESS and every baseline.
+"""Top-k selection (docs/method.md, "Selection and ties") and its outputs, shared by LESS and every baseline.
 
 Outputs in the selection folder:
   ``top_p0.05.jsonl`` (or ``top_k<k>.jsonl``): the selected records as they were in the input files,
@@ -155,7 +155,7 @@ def pool_examples_for_store(store) -> tuple[list[Example], list[tuple[Example, s
 
 
 def run_select(config: SelectConfig) -> dict:
-    """Score (DESIGN.md 2.6), select (2.7) and write the selection folder."""
+    """Score, select and write the selection folder (docs/method.md, "Influence", "Selection")."""
     from .datastore import Datastore
     from .scoring import compute_scores
     from .stage import stage_dir, stage_status

@@ -1,4 +1,4 @@
-"""Subtask aggregation shared by every similarity method and by LESS (DESIGN.md 2.6).
+"""Subtask aggregation shared by every similarity method and by LESS (docs/method.md, "Subtask rules").
 
 For a pool example z and target subtasks V_1..V_K:  s(z) = max_k (1/|V_k|) sum_{z' in V_k} sim(z, z').
 Subtasks may have unequal sizes and need not be contiguous; ``subtask=None`` is one subtask of its

@@ -13,7 +13,7 @@ AdamVariant = Literal["less", "bias_corrected", "eps_outside"]
 def adam_preconditioned_gradient(grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
                                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                                  variant: AdamVariant = "less", step: int | None = None) -> torch.Tensor:
-    """Gamma(z) of DESIGN.md 2.3 for a block of per-example gradients ``grad`` [N, p].
+    """Gamma(z) (docs/method.md, "Pool feature") for a block of per-example gradients ``grad`` [N, p].
 
     ``less`` (default, the original code): m' = b1 m + (1-b1) g; v' = b2 v + (1-b2) g^2;
     Gamma = m' / sqrt(v' + eps).

@@ -1,7 +1,7 @@
 """Warmup checkpoints: parameter names, Adam moments keyed by name, and reading three layouts.
 
 A checkpoint folder holds a LoRA adapter plus the AdamW moments ``exp_avg``/``exp_avg_sq`` of every
-trainable parameter and the mean learning rate of the epoch that ended there (DESIGN.md 2.2). Read:
+trainable parameter and the mean learning rate of the epoch that ended there (docs/method.md, "Warmup"). Read:
 
 * ours: ``optimizer_moments.safetensors`` (keys ``<name>.exp_avg``/``<name>.exp_avg_sq``) and
   ``less_checkpoint.json`` (epoch, step, mean_lr, betas, eps, weight_decay, base_model);
@@ -137,7 +137,7 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
 
 
 def checkpoint_weights(ckpts: list[Checkpoint]) -> list[float]:
-    """w_i = mean_lr_i / sum_j mean_lr_j (DESIGN.md 2.6)."""
+    """w_i = mean_lr_i / sum_j mean_lr_j (docs/method.md, "Influence with checkpoint weights")."""
     lrs = [c.mean_lr for c in ckpts]
     missing = [str(c.path) for c, lr in zip(ckpts, lrs) if lr is None]
     if missing:

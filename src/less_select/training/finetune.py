@@ -1,4 +1,4 @@
-"""Final training (DESIGN.md 2.8): train any model on a data file (usually the LESS selection) with
+"""Final training (docs/method.md, "Final training and evaluation"): train any model on a data file (usually the LESS selection) with
 LoRA (the paper's settings) or full fine-tuning, through the same Trainer set-up as warmup
 (``training/hf.py``). The target model is independent of the warmup model (LESS-T).
 

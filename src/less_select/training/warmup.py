@@ -1,4 +1,4 @@
-"""The warmup stage (DESIGN.md 2.2): LoRA-train the base model on a seeded random fraction of the pool
+"""The warmup stage (docs/method.md, "Warmup"): LoRA-train the base model on a seeded random fraction of the pool
 and save, after every epoch, the adapter, the AdamW moments keyed by parameter name and the mean
 learning rate actually used in that epoch.
 
