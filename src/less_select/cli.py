@@ -62,6 +62,9 @@ STAGES: dict[str, tuple[str, str, str]] = {
              "less_select.evaluation.run:EvalConfig", "less_select.evaluation.run:run_eval"),
     "demo": ("The whole pipeline on built-in synthetic data with a tiny model.",
              "less_select.demo.run:DemoConfig", "less_select.demo.run:run_demo"),
+    "dynamic-train": ("Train with dynamic LESS re-selection from the live model and Adam state.",
+                      "less_select.dynamic.stage:DynamicTrainConfig",
+                      "less_select.dynamic.stage:run_dynamic_train"),
     "compare": ("Compare selection methods at one budget: train, evaluate, report.",
                 "less_select.compare:CompareConfig", "less_select.compare:run_compare"),
 }
