@@ -369,6 +369,7 @@ def _synthetic_store(root: Path, n: int, dim: int, chunk: int, m_targets: int, k
         mf = {"format_version": ds.FORMAT_VERSION, "gradient_type": "adam" if name == "pool" else "sgd",
               "checkpoints": ck, "projectors": [spec], "chunk_size": chunk, "n_rows": rows}
         (path / ds.MANIFEST).write_text(json.dumps(mf))
+        (path / "stage.json").write_text("{}")  # marks the store finished, as the builder does
         (path / ds.INDEX).write_text("".join(json.dumps({"row": r, "subtask": f"t{r % k}"}) + "\n"
                                              for r in range(rows)))
         paths.append(path)

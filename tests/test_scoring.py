@@ -24,6 +24,7 @@ def write_store(root, mats, weights, subtasks=None, chunk_size=3, proj=None):
                 "projectors": [proj or {"kind": "identity", "dim": d, "seed": 0, "total_params": d}],
                 "checkpoints": [{"name": k, "weight": w, "adapter_sha256": k} for k, w in zip(names, weights)]}
     (root / ds.MANIFEST).write_text(json.dumps(manifest))
+    (root / "stage.json").write_text("{}")  # marks the store finished, as the builder does
     (root / ds.INDEX).write_text("".join(json.dumps({"row": i, "subtask": subtasks[i] if subtasks else None}) + "\n"
                                          for i in range(n)))
     return root

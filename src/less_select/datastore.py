@@ -12,11 +12,16 @@ A chunk covers rows [c * chunk_size, (c + 1) * chunk_size). It is written to a t
 renamed, so a chunk file that exists is complete: that is what makes building resumable and
 shardable (processes write disjoint chunks). ``.npy`` headers carry shape and dtype, and each chunk
 can be memory-mapped; readers stream the chunks in order without ever concatenating them on disk.
+
+A store that does not read back as written (unparsable manifest or index, a row count that disagrees
+with the index, a chunk missing, truncated or of the wrong shape) is refused with
+"store X is corrupt (reason); rebuild it", never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,14 +42,20 @@ def chunk_path(root: Path, checkpoint: str, dim: int, chunk: int) -> Path:
 def write_chunk(root: Path, checkpoint: str, dim: int, chunk: int, rows: np.ndarray) -> None:
     """Write one chunk (float16) atomically: temp file, then rename."""
     path = chunk_path(root, checkpoint, dim, chunk)
+    if not Path(root).is_dir():  # never recreate a folder another process finalized or removed
+        raise UserError(f"{root}: the build folder disappeared (finished or deleted by another process)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npy")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")  # per process: writers never share one
     np.save(tmp, rows.astype(np.float16, copy=False))
     tmp.replace(path)
 
 
 def n_chunks(n_rows: int, chunk_size: int) -> int:
     return (n_rows + chunk_size - 1) // chunk_size
+
+
+REQUIRED = {"format_version": int, "n_rows": int, "chunk_size": int, "projectors": list,
+            "checkpoints": list}
 
 
 class Datastore:
@@ -57,10 +68,34 @@ class Datastore:
             hint = " (it is still being built or was interrupted)" if \
                 self.path.with_name(self.path.name + ".part").exists() else ""
             raise UserError(f"{self.path}: not a finished gradient store, no {MANIFEST}{hint}")
-        self.manifest: dict[str, Any] = json.loads(mf.read_text())
+        try:
+            self.manifest: dict[str, Any] = json.loads(mf.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self.corrupt(f"{MANIFEST} is not valid JSON: {exc}") from None
+        if not isinstance(self.manifest, dict):
+            raise self.corrupt(f"{MANIFEST} is not a JSON object")
         if self.manifest.get("format_version") != FORMAT_VERSION:
             raise UserError(f"{mf}: store format {self.manifest.get('format_version')} is not "
                             f"supported (expected {FORMAT_VERSION}); rebuild it")
+        for key, typ in REQUIRED.items():
+            if not isinstance(self.manifest.get(key), typ) or isinstance(self.manifest.get(key), bool):
+                raise self.corrupt(f"{MANIFEST} field {key!r} is missing or not a {typ.__name__}")
+        if self.n_rows < 0 or self.chunk_size <= 0:
+            raise self.corrupt(f"{MANIFEST} has n_rows={self.n_rows}, chunk_size={self.chunk_size}")
+        try:
+            self.dims, [str(c["name"]) for c in self.checkpoints]  # noqa: B018 (validation)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self.corrupt(f"{MANIFEST} lists a projector or checkpoint without {exc}") from None
+        if not (self.path / "stage.json").is_file():
+            raise self.corrupt("no stage.json, so it was never marked finished")
+        if not (self.path / INDEX).is_file():
+            raise self.corrupt(f"no {INDEX}")
+        n_index = _count_lines(self.path / INDEX)
+        if n_index != self.n_rows:
+            raise self.corrupt(f"{INDEX} has {n_index} line(s), the manifest says n_rows={self.n_rows}")
+
+    def corrupt(self, reason: str) -> UserError:
+        return UserError(f"store {self.path} is corrupt ({reason}); rebuild it")
 
     @property
     def n_rows(self) -> int:
@@ -85,19 +120,48 @@ class Datastore:
         raise UserError(f"{self.path}: no features at dim {dim}; available: {self.dims}")
 
     def index(self) -> list[dict[str, Any]]:
+        rows = []
         with open(self.path / INDEX, encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh]
+            for n, line in enumerate(fh, 1):
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    raise self.corrupt(f"{INDEX} line {n} is not valid JSON (truncated?)") from None
+                if not isinstance(row, dict) or row.get("row") != n - 1:
+                    raise self.corrupt(f"{INDEX} line {n} is not row {n - 1}")
+                rows.append(row)
+        return rows
 
     def iter_blocks(self, checkpoint: str, dim: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (first_row, memory-mapped float16 block [rows, dim]) chunk by chunk."""
         self.projector_spec(dim)
         for c in range(n_chunks(self.n_rows, self.chunk_size)):
-            path = chunk_path(self.path, checkpoint, dim, c)
-            if not path.is_file():
-                raise UserError(f"{path}: missing chunk; the store is incomplete, rebuild it")
-            yield c * self.chunk_size, np.load(path, mmap_mode="r")
+            yield c * self.chunk_size, self._chunk(checkpoint, dim, c)
+
+    def _chunk(self, checkpoint: str, dim: int, c: int) -> np.ndarray:
+        path = chunk_path(self.path, checkpoint, dim, c)
+        rel = path.relative_to(self.path)
+        if not path.is_file():
+            raise self.corrupt(f"chunk {rel} is missing")
+        try:
+            block = np.load(path, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as exc:
+            raise self.corrupt(f"chunk {rel} cannot be read: {str(exc).splitlines()[0][:120]}") from None
+        want = (min(self.chunk_size, self.n_rows - c * self.chunk_size), dim)
+        if block.shape != want or block.dtype != np.float16:
+            raise self.corrupt(f"chunk {rel} holds {block.dtype} {tuple(block.shape)}, expected "
+                               f"float16 {want}")
+        return block
 
     def load(self, checkpoint: str, dim: int) -> np.ndarray:
         """The whole [n_rows, dim] matrix as float32 in memory (small stores, tests)."""
         blocks = [np.asarray(b, dtype=np.float32) for _, b in self.iter_blocks(checkpoint, dim)]
         return np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
+
+
+def _count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            n += block.count(b"\n")
+    return n

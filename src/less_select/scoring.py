@@ -53,6 +53,19 @@ def check_compatible(pool: Datastore, targets: Datastore, dim: int) -> None:
         raise UserError(f"{targets.path}: target features were computed at other checkpoints than "
                         f"{pool.path} ({[n for n, _ in tc]} vs {[n for n, _ in pc]}, or other adapter "
                         "weights); rebuild the targets with the datastore's checkpoints")
+    from .modeling import identity_mismatch
+    if what := identity_mismatch(pool.manifest.get("model_identity"), targets.manifest.get("model_identity")):
+        raise UserError(f"{targets.path}: target features were computed with another base model than "
+                        f"{pool.path} (the {what} differ); rebuild the targets with the datastore's model")
+    tulu = [sorted(e for e in s.manifest.get("encodings", []) if e.startswith("tulu-")) for s in (pool, targets)]
+    if tulu[0] and tulu[1] and tulu[0] != tulu[1]:
+        raise UserError(f"{targets.path}: encoded with {', '.join(tulu[1])} but {pool.path} with "
+                        f"{', '.join(tulu[0])}; rebuild the targets with the datastore's --template "
+                        f"({'tulu_stripped' if tulu[0] == ['tulu-v1'] else 'tulu'})")
+    pl, tl = pool.manifest.get("loss_tokens", "completion"), targets.manifest.get("loss_tokens", "completion")
+    if pl != tl:
+        raise UserError(f"{targets.path}: target features use loss_tokens={tl} but {pool.path} uses "
+                        f"{pl}; rebuild the targets with --loss-tokens {pl}")
     ps, ts = pool.projector_spec(dim), targets.projector_spec(dim)
     if ps != ts:
         raise UserError(f"{targets.path}: projection {ts} differs from the datastore's {ps}; "

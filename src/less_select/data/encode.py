@@ -1,10 +1,14 @@
 """Tokenization and loss masking: one versioned function per template, pinned by golden tests.
 
-Loss is taken only on assistant tokens (labels are -100 elsewhere). Three encodings:
+Loss is taken only on assistant tokens (labels are -100 elsewhere). The encodings:
 
-* ``tulu-v1``: the Tulu template LESS used (``<|user|>\\n...\\n<|assistant|>\\n...</s>\\n``), with the
-  label masking of LESS/open-instruct ``encode_with_messages_format`` (mask each non-assistant turn
-  together with the ``<|assistant|>\\n`` header that follows it).
+* ``tulu-v2`` (template ``tulu``, the default without a chat template): the Tulu template exactly as
+  LESS's ``encode_with_messages_format`` builds it (``<|user|>\\n...\\n<|assistant|>\\n...</s>\\n``),
+  the joined text *not* stripped, so an untruncated example ends in ``</s>`` and a labelled newline;
+  each non-assistant turn is masked together with the ``<|assistant|>\\n`` header that follows it.
+* ``tulu-v1`` (template ``tulu_stripped``): the same with the joined text stripped, ending at
+  ``</s>`` (open-instruct's variant, and this package's encoding before ``tulu-v2``). Stores record
+  which one they used and are never mixed.
 * ``chat-template-v1``: the tokenizer's own chat template; assistant spans found by rendering
   prefixes with ``add_generation_prompt=True``.
 * ``raw-v1``: prompt/completion records as raw text (open-instruct ``encode_with_prompt_completion``:
@@ -24,7 +28,7 @@ from .example import Example
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-Template = Literal["auto", "tulu", "chat_template"]
+Template = Literal["auto", "tulu", "tulu_stripped", "chat_template"]
 
 
 @dataclass
@@ -63,9 +67,20 @@ def _finish(ids: list[int], labels: list[int], max_len: int, encoding: str) -> E
     return Encoded(ids[:max_len], labels[:max_len], truncated, encoding)
 
 
+def encode_tulu_v2(messages, tokenizer, max_seq_length: int) -> Encoded:
+    """LESS's Tulu encoding, token for token (the joined text is not stripped)."""
+    return _encode_tulu(messages, tokenizer, max_seq_length, strip=False)
+
+
 def encode_tulu_v1(messages, tokenizer, max_seq_length: int) -> Encoded:
+    """The Tulu encoding with the joined text stripped (no trailing newline after the last ``</s>``)."""
+    return _encode_tulu(messages, tokenizer, max_seq_length, strip=True)
+
+
+def _encode_tulu(messages, tokenizer, max_seq_length: int, strip: bool) -> Encoded:
     eos = tokenizer.eos_token or ""
-    ids = _ids(tokenizer, tulu_concat(messages, eos).strip())
+    text = tulu_concat(messages, eos)
+    ids = _ids(tokenizer, text.strip() if strip else text)
     labels = list(ids)
     for idx, m in enumerate(messages):
         if m["role"] == "assistant":
@@ -77,7 +92,7 @@ def encode_tulu_v1(messages, tokenizer, max_seq_length: int) -> Encoded:
         end = len(_ids(tokenizer, so_far))
         for j in range(start, min(end, len(labels))):
             labels[j] = IGNORE_INDEX
-    return _finish(ids, labels, max_seq_length, "tulu-v1")
+    return _finish(ids, labels, max_seq_length, "tulu-v1" if strip else "tulu-v2")
 
 
 def encode_chat_template_v1(messages, tokenizer, max_seq_length: int) -> Encoded:
@@ -122,7 +137,15 @@ def encode_example(example: Example, tokenizer, max_seq_length: int,
         raise UserError("template 'chat_template' requested but the tokenizer has no chat template")
     if use_chat:
         return encode_chat_template_v1(example.messages, tokenizer, max_seq_length)
-    return encode_tulu_v1(example.messages, tokenizer, max_seq_length)
+    if template == "tulu_stripped":
+        return encode_tulu_v1(example.messages, tokenizer, max_seq_length)
+    return encode_tulu_v2(example.messages, tokenizer, max_seq_length)
+
+
+def tulu_encoding(template: str) -> str:
+    """The Tulu encoding version a template option selects (recorded in store settings, so a
+    store or partial build made with another version is never reused or mixed)."""
+    return "tulu-v1" if template == "tulu_stripped" else "tulu-v2"
 
 
 @dataclass

@@ -23,17 +23,21 @@ import numpy as np
 import torch
 
 from .. import datastore as ds
-from ..configs import option, to_dict
+from ..configs import at_least, non_negative, option, positive, to_dict, validate
 from ..data import Example, load_examples
 from ..data.batching import collate, token_budget_batches
-from ..data.encode import Encoded, Template, encode_all
+from ..data.encode import Encoded, Template, encode_all, tulu_encoding
 from ..errors import UserError
-from ..modeling import default_device, load_model, load_tokenizer
+from ..modeling import adapter_fit_errors, default_device, identity_mismatch, load_model, \
+    load_tokenizer, model_identity
 from ..progress import Progress
 from ..projection import make_projector
-from ..stage import file_sha256, finish_stage, stage_status, write_atomic
-from ..training.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
+from ..stage import file_sha256, stage_status, write_atomic
+from ..training.checkpoints import META_FILE, Checkpoint, _lr_from_trainer_state, _trainer_state, \
+    list_checkpoints, load_checkpoint
+from .build_folder import build_lock, finish_locked, take_finalize_lock
 from .features import AdamVariant, adam_preconditioned_gradient
+from .loss_tokens import LossTokens, with_loss_tokens
 from .per_example import PerExampleLoraGradients
 
 log = logging.getLogger(__name__)
@@ -51,17 +55,28 @@ class FeatureConfig:
     projector: str = option("sparse", help=(
         "Projection kind: 'sparse' (sparse JL / CountSketch, fast, default), 'rademacher' "
         "(dense, the paper's), or 'identity' (no projection; exact, small models only)."))
-    dims: list[int] = option(factory=lambda: [8192], help="Projection dimensions d (several in one pass).")
-    projection_seed: int = option(0, help="Seed of the projection; pool and targets must share it.")
-    max_seq_length: int = option(2048, help="Truncate examples to this many tokens.")
-    template: Template = option("auto", help="Chat encoding: auto (tokenizer template if any, else Tulu), tulu, chat_template.")
+    dims: list[int] = option(factory=lambda: [8192], help="Projection dimensions d (several in one pass).",
+                             check=positive)
+    projection_seed: int = option(0, help="Seed of the projection; pool and targets must share it.",
+                                  check=non_negative)
+    max_seq_length: int = option(2048, help="Truncate examples to this many tokens.", check=positive)
+    template: Template = option("auto", help=(
+        "Chat encoding: auto (tokenizer template if any, else Tulu), tulu (LESS's, ends in </s> and "
+        "a newline), tulu_stripped (no final newline; stores before tulu-v2), chat_template."))
     dtype: str = option("auto", help="Model dtype for the forward/backward: auto, float32, bfloat16, float16, float64.")
-    max_tokens_per_batch: int = option(8192, help="Token budget of a batch (batch size x longest sequence).")
-    max_batch_size: int = option(64, help="Upper bound on examples per batch.")
-    chunk_size: int = option(4096, help="Rows per committed chunk (unit of resume and sharding).")
-    num_shards: int = option(0, help="Processes sharing the build (0: WORLD_SIZE from torchrun, else 1).")
-    shard_index: int = option(-1, help="This process's shard (-1: RANK from torchrun, else 0).")
+    max_tokens_per_batch: int = option(8192, help="Token budget of a batch (batch size x longest sequence).",
+                                       check=positive)
+    max_batch_size: int = option(64, help="Upper bound on examples per batch.", check=positive)
+    chunk_size: int = option(4096, help="Rows per committed chunk (unit of resume and sharding).",
+                             check=positive)
+    num_shards: int = option(0, help="Processes sharing the build (0: WORLD_SIZE from torchrun, else 1).",
+                             check=non_negative)
+    shard_index: int = option(-1, help="This process's shard (-1: RANK from torchrun, else 0).",
+                              check=at_least(-1))
     overwrite: bool = option(False, help="Delete a finished store with other settings and rebuild.")
+    loss_tokens: LossTokens = option("completion", help=(
+        "Tokens the per-example loss averages over: completion (LESS) or sequence (prompt too; "
+        "robust to answer-format mismatch, see gradients/loss_tokens.py). Pool and targets must agree."))
 
 
 @dataclass
@@ -73,9 +88,11 @@ class DatastoreConfig(FeatureConfig):
     adam_variant: AdamVariant = option("less", help=(
         "Adam feature formula: less (the original: no bias correction, eps inside the root), "
         "bias_corrected, eps_outside."))
-    mean_lrs: list[float] = option(factory=list, help="Override each checkpoint's mean learning rate.")
+    mean_lrs: list[float] = option(factory=list, help="Override each checkpoint's mean learning rate.",
+                                   check=positive)
     lenient: bool = option(False, help="Skip (and count) malformed records instead of stopping.")
-    max_examples: int = option(0, help="Use only the first N examples of each file (0: all).")
+    max_examples: int = option(0, help="Use only the first N examples of each file (0: all).",
+                               check=non_negative)
 
 
 def resolve_checkpoints(paths: list[str]) -> list[Path]:
@@ -105,15 +122,19 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
         raise UserError("no output folder given (--output-dir)")
     if any(d <= 0 for d in config.dims) or len(set(config.dims)) != len(config.dims):
         raise UserError(f"dims must be distinct positive integers, got {config.dims}")
-    ckpt_paths = resolve_checkpoints(config.checkpoints)
+    ckpt_paths = [p.resolve() for p in resolve_checkpoints(config.checkpoints)]
     if mean_lrs and len(mean_lrs) != len(ckpt_paths):
         raise UserError(f"--mean-lrs has {len(mean_lrs)} value(s) for {len(ckpt_paths)} checkpoint(s)")
+    # resolved paths: targets and selection re-read the model and checkpoints from any directory
+    identity = model_identity(config.model)
+    config = dataclasses.replace(config, model=identity["path"], checkpoints=[str(p) for p in ckpt_paths])
     out = Path(config.output_dir)
     settings = {
         "config": {k: v for k, v in to_dict(config).items()
                    if k not in ("output_dir", "num_shards", "shard_index", "overwrite",
                                 "max_tokens_per_batch", "max_batch_size")},
         "gradient_type": gradient_type, "adam_variant": adam_variant, "mean_lrs": mean_lrs or [],
+        "model_identity": identity, "tulu_encoding": tulu_encoding(config.template),
         "checkpoints": [{"path": str(p), "adapter_sha256": file_sha256(p / "adapter_model.safetensors")}
                         for p in ckpt_paths],
         "data_files": [{"path": f, "sha256": file_sha256(f)} for f in (data_files or [])],
@@ -135,24 +156,20 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
         rank = config.shard_index
     if not 0 <= rank < world:
         raise UserError(f"shard index {rank} is not in [0, {world})")
-
     part = out.with_name(out.name + ".part")
-    settings_file = part / "settings.json"
-    settings_json = json.dumps(settings, sort_keys=True, default=str)
-    if part.exists() and (not settings_file.is_file() or settings_file.read_text() != settings_json):
-        if world > 1:
-            raise UserError(f"{part} holds a partial build with other settings; delete it first")
-        log.warning("%s holds a partial build with other settings; starting over", part)
-        shutil.rmtree(part)
-    part.mkdir(parents=True, exist_ok=True)
-    if not settings_file.is_file():
-        write_atomic(settings_file, settings_json)
+    with build_lock(part, rank, world, json.dumps(settings, sort_keys=True, default=str)):
+        return _build(config, examples, settings, part, out, rank, world, gradient_type, adam_variant,
+                      mean_lrs, identity, extra)
 
+
+def _build(config, examples, settings, part, out, rank, world, gradient_type, adam_variant, mean_lrs,
+           identity, extra) -> Path:
+    """Compute this shard's missing chunks; the process that sees the store complete finalizes it."""
     tokenizer = load_tokenizer(config.model)
     encoded, enc_report = encode_all(examples, tokenizer, config.max_seq_length, config.template)
     keep = [i for i, e in enumerate(encoded) if e.n_completion_tokens > 0]
     rows_ex = [examples[i] for i in keep]
-    rows_enc = [encoded[i] for i in keep]
+    rows_enc = with_loss_tokens([encoded[i] for i in keep], config.loss_tokens)
     n_rows = len(rows_ex)
     if n_rows == 0:
         raise UserError("no example has a completion token left after truncation; nothing to store")
@@ -161,19 +178,14 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
 
     device = default_device()
     model = load_model(config.model, config.dtype, device)
-    ckpts = []
-    for i, p in enumerate(ckpt_paths):
-        lr = mean_lrs[i] if mean_lrs else None
-        if gradient_type == "adam":
-            ckpts.append(load_checkpoint(p, mean_lr=lr))
-        else:  # plain gradients need only the adapter weights
-            ckpts.append(Checkpoint(path=p, adapter_dir=p, step=0, epoch=None, mean_lr=lr,
-                                    exp_avg={}, exp_avg_sq={}))
+    lr_required = gradient_type == "adam" or (extra or {}).get("kind") == "pool"
+    ckpts = [read_checkpoint(Path(p), gradient_type, mean_lrs[i] if mean_lrs else None, lr_required)
+             for i, p in enumerate(config.checkpoints)]
     names = [_ckpt_name(c.path) for c in ckpts]
     if len(set(names)) != len(names):
         raise UserError(f"checkpoint folder names must be distinct, got {names}")
 
-    peft_model = _attach_adapter(model, ckpts[0].adapter_dir)
+    peft_model = _attach_adapter(model, ckpts[0].adapter_dir, config.model)
     layout_params = _total_lora_params(peft_model)
     # built once: the sparse projector's hash cache is then reused by every chunk and checkpoint
     projectors = {d: make_projector(config.projector, layout_params, d, config.projection_seed,
@@ -186,7 +198,7 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
         todo = [c for c in mine if not all(ds.chunk_path(part, name, d, c).is_file() for d in config.dims)]
         if not todo:
             continue
-        _load_adapter_weights(peft_model, ck.adapter_dir)
+        _load_adapter_weights(peft_model, ck.adapter_dir, config.model)
         with Progress(f"features@{name}", total=sum(_chunk_len(c, config.chunk_size, n_rows) for c in todo)) as prog:
             for c in todo:
                 lo, hi = c * config.chunk_size, min((c + 1) * config.chunk_size, n_rows)
@@ -203,16 +215,14 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
     if not complete:
         log.info("shard %d done; the store completes when every shard has run", rank)
         return out
-    try:  # several shards may see the store complete at once: exactly one finalizes it
-        os.close(os.open(part / "finalizing.lock", os.O_CREAT | os.O_EXCL))
-    except (FileExistsError, FileNotFoundError):
-        log.info("shard %d done; another process is finalizing %s", rank, out)
+    if not take_finalize_lock(part, out):  # several shards may see the store complete at once
         return out
 
     weights = _checkpoint_weights(ckpts)
     manifest = {
         "format_version": ds.FORMAT_VERSION,
         "model": config.model,
+        "model_identity": identity,
         "gradient_type": gradient_type,
         "adam_variant": adam_variant if gradient_type == "adam" else None,
         "checkpoints": [{"name": n, "path": str(c.path), "step": c.step, "mean_lr": c.mean_lr,
@@ -228,6 +238,7 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
         "n_rows": n_rows, "n_examples": len(examples), "n_skipped_no_completion": len(examples) - n_rows,
         "n_truncated": enc_report.truncated, "encodings": list(enc_report.encodings),
         "max_seq_length": config.max_seq_length, "template": config.template,
+        "loss_tokens": config.loss_tokens,
         "data_files": settings["data_files"],
         **(extra or {}),
     }
@@ -239,9 +250,7 @@ def build_store(config: FeatureConfig, examples: list[Example], *, gradient_type
     write_atomic(part / ds.SKIPPED, "".join(json.dumps(
         {"id": ex.id, "file": ex.source, "line": ex.line, "reason": "no completion token after truncation"})
         + "\n" for i, ex in enumerate(examples) if i not in kept))
-    settings_file.unlink()
-    (part / "finalizing.lock").unlink()
-    finish_stage(part, out, "datastore", settings)
+    finish_locked(part, out, settings)
     return out
 
 
@@ -272,17 +281,43 @@ def _checkpoint_weights(ckpts) -> list[float]:
     return [lr / total for lr in lrs]
 
 
-def _attach_adapter(model, adapter_dir: Path):
+def read_checkpoint(path: Path, gradient_type: str, mean_lr: float | None, lr_required: bool) -> Checkpoint:
+    """A checkpoint with its mean learning rate; plain (sgd) features need no optimizer moments,
+    but a pool store's checkpoint weights still come from the learning rates, as for Adam."""
+    if gradient_type == "adam":
+        return load_checkpoint(path, mean_lr=mean_lr)
+    if mean_lr is None:
+        meta = path / META_FILE
+        mean_lr = json.loads(meta.read_text()).get("mean_lr") if meta.is_file() else \
+            _lr_from_trainer_state(_trainer_state(path))
+    if mean_lr is None and lr_required:
+        raise UserError(f"{path}: the checkpoint records no learning rate; give each checkpoint's "
+                        "mean learning rate with --mean-lrs")
+    return Checkpoint(path=path, adapter_dir=path, step=_step_of(path), epoch=None,
+                      mean_lr=None if mean_lr is None else float(mean_lr), exp_avg={}, exp_avg_sq={})
+
+
+def _step_of(path: Path) -> int:
+    meta = path / META_FILE
+    if meta.is_file():
+        return int(json.loads(meta.read_text()).get("step", 0))
+    tail = path.name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _attach_adapter(model, adapter_dir: Path, model_name: str):
     from peft import PeftModel
-    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    with adapter_fit_errors(adapter_dir, model_name):
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
 
 
-def _load_adapter_weights(peft_model, adapter_dir: Path) -> None:
+def _load_adapter_weights(peft_model, adapter_dir: Path, model_name: str) -> None:
     """Load this checkpoint's LoRA weights, checking every LoRA matrix was replaced."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
     state = load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
-    result = set_peft_model_state_dict(peft_model, state)
+    with adapter_fit_errors(adapter_dir, model_name):
+        result = set_peft_model_state_dict(peft_model, state)
     missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
     if missing:
         raise UserError(f"{adapter_dir}: adapter lacks {len(missing)} LoRA weight(s), e.g. {missing[0]}")
@@ -333,6 +368,7 @@ def chunk_features(model, encoded: list[Encoded], ckpt, config: FeatureConfig, p
 
 def run_datastore(config: DatastoreConfig) -> Path:
     """The ``datastore`` stage: Adam features of every pool example at every checkpoint."""
+    validate(config)
     if not config.data:
         raise UserError("no pool files given (--data)")
     # absolute paths: the store is re-read (selection, provenance) from any working directory
@@ -352,30 +388,39 @@ class TargetsConfig(FeatureConfig):
     task: str = option("", help="bbh, mmlu, tydiqa (LESS validation sets) or a file of target examples.")
     data_dir: str = option("", help="LESS data folder (holding eval/) for the built-in tasks.")
     datastore: str = option("", help=(
-        "A finished pool datastore: model, checkpoints and projection settings left at their "
-        "defaults are taken from it, so targets and pool match (max_seq_length is not taken)."))
+        "A finished pool datastore: model, checkpoints, projection settings and template left at "
+        "their defaults are taken from it, so targets and pool match (max_seq_length is not taken)."))
 
 
 def fill_from_datastore(config: TargetsConfig) -> TargetsConfig:
-    """Take unset feature options from the pool datastore's manifest."""
+    """Take unset feature options from the pool datastore's manifest; refuse another base model."""
     if not config.datastore:
         return config
     store = ds.Datastore(config.datastore)
     mf = store.manifest
     settings = json.loads((store.path / "stage.json").read_text())["settings"]["config"]
+    recorded = mf.get("model_identity") or {}
     defaults = FeatureConfig()
     updates = {}
     # what must match for scores to mean anything; truncation may differ (targets are often longer)
-    for field in ("model", "checkpoints", "projector", "dims", "projection_seed"):
+    for field in ("model", "checkpoints", "projector", "dims", "projection_seed", "loss_tokens"):
         if getattr(config, field) == getattr(defaults, field):
-            updates[field] = settings[field] if field != "checkpoints" else \
-                [c["path"] for c in mf["checkpoints"]]
-    return dataclasses.replace(config, **updates)
+            updates[field] = (recorded.get("path") or settings["model"] if field == "model" else
+                              [c["path"] for c in mf["checkpoints"]] if field == "checkpoints" else
+                              settings.get(field, getattr(defaults, field)))
+    if "template" in settings and config.template == defaults.template:
+        updates["template"] = settings["template"]
+    config = dataclasses.replace(config, **updates)
+    if recorded and (what := identity_mismatch(recorded, model_identity(config.model))):
+        raise UserError(f"{config.model}: its {what} differ(s) from the base model of the datastore "
+                        f"{store.path} ({recorded['path']}); target features must use the same model")
+    return config
 
 
 def run_targets(config: TargetsConfig) -> Path:
     """The ``targets`` stage: plain-gradient features of the target examples."""
     from ..evaluation.targets import build_target_examples
+    validate(config)
     if not config.task:
         raise UserError("no target task given (--task bbh|mmlu|tydiqa|FILE)")
     config = fill_from_datastore(config)
@@ -388,6 +433,7 @@ def run_targets(config: TargetsConfig) -> Path:
                     "raise --max-seq-length", len(lost), config.max_seq_length, ", ".join(lost))
     return build_store(config, examples, gradient_type="sgd", data_files=files,
                        extra={"kind": "targets", "task": config.task,
+                              "data_dir": str(Path(config.data_dir).resolve()) if config.data_dir else "",
                               "subtasks": sorted({str(e.subtask) for e in examples}),
                               "subtasks_without_rows": lost})
 
