@@ -14,6 +14,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_datastore.p
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "processed" / "cot" / "cot_data.jsonl"
 
 
+@pytest.mark.slow  # ~60 s: trains and benchmarks every section in quick mode
 @pytest.mark.skipif(not DATA.is_file(), reason="needs ../shared/data (the benchmark's pool)")
 def test_quick_benchmark_writes_every_section(tmp_path):
     res = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--thread-counts", "1",

@@ -20,6 +20,7 @@ def quick_demo(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # the quick demo fixture runs the whole demo (~50 s)
 def test_quick_demo_report_folder(quick_demo, capsys):
     report = quick_demo / "report"
     for name in ("metrics.png", "less_scores.png", "family_share.png", "summary.md"):
@@ -28,6 +29,7 @@ def test_quick_demo_report_folder(quick_demo, capsys):
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # the quick demo fixture runs the whole demo (~50 s)
 def test_quick_demo_table_and_budgets(quick_demo):
     s = resolved(DemoConfig(quick=True))
     result = json.loads((quick_demo / "demo.json").read_text())["result"]
@@ -50,6 +52,7 @@ def test_quick_demo_table_and_budgets(quick_demo):
                 f"top_p{s['percentage']:g}.jsonl").read_text().splitlines()) == n_budget
 
 
+@pytest.mark.slow  # the quick demo fixture runs the whole demo (~50 s)
 def test_quick_demo_summary_mentions_every_method(quick_demo):
     md = (quick_demo / "report" / "summary.md").read_text()
     s = resolved(DemoConfig(quick=True))
@@ -59,6 +62,7 @@ def test_quick_demo_summary_mentions_every_method(quick_demo):
     assert "## Notes" in md and "Wall time per phase" in md
 
 
+@pytest.mark.slow  # the quick demo fixture runs the whole demo (~50 s)
 def test_rerun_with_same_settings_reuses_stages(quick_demo, capsys):
     assert main(["demo", "--quick", "--output-dir", str(quick_demo)]) == 0
     out = capsys.readouterr().out
