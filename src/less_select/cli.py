@@ -67,6 +67,8 @@ STAGES: dict[str, tuple[str, str, str]] = {
                       "less_select.dynamic.stage:run_dynamic_train"),
     "compare": ("Compare selection methods at one budget: train, evaluate, report.",
                 "less_select.compare:CompareConfig", "less_select.compare:run_compare"),
+    "predict": ("Influence prediction: real LESS gradients for a sample (and a cascade), predicted scores for the rest.",
+                "less_select.predict.stage:PredictConfig", "less_select.predict.stage:run_predict"),
 }
 
 
