@@ -4,15 +4,31 @@
 from __future__ import annotations
 
 import functools
+import random
 
 import torch
 
-from conftest import make_pool_records
 from less_select.data.batching import collate
 from less_select.data.encode import encode_all
 from less_select.data.formats import parse_messages
 from less_select.data.example import Example
 from less_select.dynamic import DynamicLessSelection, DynamicOptions, global_batch_of
+
+
+WORDS = ("the cat sat on a mat while two dogs ran past quickly and one bird sang softly what is "
+         "the sum of three and four answer yes no true false sort these words").split()
+
+
+def make_pool_records(n: int, seed: int = 0) -> list[dict]:
+    """Open-instruct ``messages`` records of varied length."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        q = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 10)))
+        a = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8)))
+        out.append({"id": f"toy_{seed}_{i}", "messages": [{"role": "user", "content": q},
+                                                          {"role": "assistant", "content": a}]})
+    return out
 
 
 def encoded_rows(tokenizer, n: int, seed: int):
