@@ -16,7 +16,7 @@ Rules are small strategy objects (``SUBTASK_RULES[name]``) so callers never bran
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -29,6 +29,9 @@ def rank_order(scores: np.ndarray) -> np.ndarray:
     if np.isnan(scores).any():
         raise UserError(f"{int(np.isnan(scores).sum())} score(s) are NaN; refusing to rank them")
     return np.lexsort((np.arange(len(scores)), -scores))
+
+
+SubtaskRuleName = Literal["max", "balanced"]
 
 
 class SubtaskRule(Protocol):

@@ -1,0 +1,1 @@
+"""Selection-quality benchmark on real data: planted target-task examples in real pools."""
