@@ -1,7 +1,8 @@
 """The ``less-select`` command: one thin subcommand per stage over its config dataclass.
 
-User mistakes (``UserError``) print one line and exit with status 2; anything else is a bug and
-keeps its traceback.
+User mistakes (``UserError``, and bad flags) print one line and exit with status 2; a refusal of
+the file system (``OSError``: permissions, disk full) prints one line and exits with 1 (``-v`` shows
+its traceback); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -81,10 +82,17 @@ def config_class(command: str):
 PRINTS_OWN_TABLE = {"eval", "demo", "compare"}
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse, but a bad flag or value is one line (no usage block), like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     argv = sys.argv[1:] if argv is None else argv
     active = next((a for a in argv if a in STAGES), None)
-    parser = argparse.ArgumentParser(prog="less-select", description=(
+    parser = _OneLineErrors(prog="less-select", description=(
         "Targeted instruction-data selection with LESS (Xia et al., ICML 2024)."))
     parser.add_argument("--version", action="version", version=f"less-select {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
@@ -104,7 +112,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
-    ns = parser.parse_args(argv)
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a one-line usage error
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "filelock"):
@@ -121,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"less-select {ns.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system refused (permissions, disk full): say so on one line
+        if ns.verbose:
+            raise
+        print(f"less-select {ns.command}: error: {exc} (-v shows the traceback)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; finished chunks/stages are kept and the next run resumes", file=sys.stderr)
         return 130

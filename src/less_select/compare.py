@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .configs import from_dict, option, to_dict
+from .configs import from_dict, non_negative, option, positive, to_dict
 from .errors import UserError
 from .selection import BudgetConfig
 from .stage import stage_dir, stage_status, write_atomic
@@ -83,24 +83,28 @@ class CompareConfig(BudgetConfig):
     include_full: bool = option(False, help="also train on the whole pool (row 'full')")
     include_base: bool = option(True, help="also evaluate the untrained train_model (row 'base')")
     max_examples: int = option(0, help="use only the first N examples of each pool file (0: all); the "
-                                       "capped pool is written to <output_dir>/pool/")
+                                       "capped pool is written to <output_dir>/pool/",
+                               check=non_negative)
     lenient: bool = option(False, help="skip (and count) malformed pool records")
     seed: int = option(42, help="seed of the warmup subset, the baselines and training (a section's "
-                                "own seed wins)")
+                                "own seed wins)", check=non_negative)
     max_seq_length: int | None = option(None, help="pool/training truncation for warmup, datastore "
-                                                   "and train (default: each stage's, 2048)")
+                                                   "and train (default: each stage's, 2048)",
+                                        check=positive)
     target_max_seq_length: int | None = option(
         None, help="truncation of target examples for the target features and the target loss "
-                   "(default: the datastore's for targets, 2048 for the loss)")
-    train_epochs: int | None = option(None, help="final training epochs (= train.epochs)")
+                   "(default: the datastore's for targets, 2048 for the loss)", check=positive)
+    train_epochs: int | None = option(None, help="final training epochs (= train.epochs)",
+                                      check=positive)
     train_max_steps: int | None = option(None, help="final training optimizer steps "
-                                                    "(= train.max_steps)")
+                                                    "(= train.max_steps)", check=positive)
     eval_tasks: list[str] = option(factory=list, help="evaluation tasks (default: loss:<task>, the "
                                                       "target-set loss); e.g. loss:bbh bbh")
     eval_bbh_max_per_task: int | None = option(None, help="BBH examples per task for the bbh "
-                                                          "benchmark (= eval.bbh_max_per_task)")
+                                                          "benchmark (= eval.bbh_max_per_task)",
+                                               check=non_negative)
     eval_max_new_tokens: int | None = option(None, help="generation limit for benchmarks "
-                                                        "(= eval.max_new_tokens)")
+                                                        "(= eval.max_new_tokens)", check=positive)
     warmup: dict[str, Any] = option(factory=dict, cli=False, help="WarmupConfig options (YAML/Python)")
     datastore: dict[str, Any] = option(factory=dict, cli=False, help="DatastoreConfig options "
                                                                      "(YAML/Python)")

@@ -1,14 +1,19 @@
-"""Helpers shared by every stage's config dataclass: documented fields, dict/YAML round trips, argparse.
+"""Helpers shared by every stage's config dataclass: documented fields, dict/YAML round trips, argparse,
+and checking values.
 
 Each stage owns one small dataclass (``WarmupConfig`` in ``training/warmup.py`` and so on). Fields are
 declared with :func:`option`, whose ``help`` is the single docstring used by the CLI, the YAML
-pipeline config and the Python API.
+pipeline config and the Python API, and whose ``check`` (a :class:`Bounds`, e.g. :data:`positive`)
+is the single range rule the three share: :func:`from_dict` and :func:`from_namespace` apply it, and
+each stage's run function calls :func:`validate` so configs built directly in Python are checked too.
+Every float option must be finite.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -16,10 +21,45 @@ from typing import Any, Literal, Union, get_args, get_origin
 from .errors import UserError
 
 
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The allowed range of a numeric option (each element of a list option); ``None`` values pass."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False   # True: value > low, False: value >= low
+    high_open: bool = False  # True: value < high, False: value <= high
+
+    def describe(self) -> str:
+        lo = None if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        hi = None if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
+        if lo and hi:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        return lo or hi or "any number"
+
+    def ok(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return False
+        return True
+
+
+positive = Bounds(low=0, low_open=True)                 # counts, sizes, learning rates
+non_negative = Bounds(low=0)                            # seeds, "0 means all/none" options
+fraction = Bounds(low=0, high=1, low_open=True)         # (0, 1]: a share of the pool
+unit_interval = Bounds(low=0, high=1, high_open=True)   # [0, 1): Adam betas, dropout, warmup ratio
+
+
+def at_least(low: float) -> Bounds:
+    return Bounds(low=low)
+
+
 def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = None,
-           cli: bool = True):
-    """A dataclass field carrying its help text (shown by ``--help`` and in the docs)."""
-    meta = {"help": help, "cli": cli}
+           cli: bool = True, check: Bounds | None = None):
+    """A dataclass field carrying its help text (shown by ``--help`` and in the docs) and, for
+    numbers, the range ``check`` every value must satisfy."""
+    meta = {"help": help, "cli": cli, "check": check}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -67,10 +107,46 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         try:
             if inner is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            return inner(value)
-        except (TypeError, ValueError):
+            if inner is not str and isinstance(value, (list, tuple, dict)):
+                raise TypeError
+            out = inner(value)
+        except (TypeError, ValueError, OverflowError):
             raise UserError(f"{where}: expected {inner.__name__}, got {value!r}") from None
+        if inner is float and not math.isfinite(out):
+            raise UserError(f"{where}: must be a finite number, got {value!r}")
+        return out
     return value
+
+
+def _label(where: str, name: str) -> str:
+    """How an error names a field: the flag on the command line, ``where.name`` elsewhere."""
+    return "--" + name.replace("_", "-") if where == "command line" else f"{where}.{name}"
+
+
+def _check_bounds(value: Any, bounds: Bounds, label: str) -> None:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for i, v in enumerate(values):
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if not bounds.ok(v):
+            at = f"{label}[{i}]" if isinstance(value, (list, tuple)) else label
+            raise UserError(f"{at}: must be {bounds.describe()}, got {v!r}")
+
+
+def validate(config, where: str | None = None):
+    """Check every field of a config dataclass against its declared type and range; returns it.
+
+    Run functions call this first, so a config built directly in Python is held to the same rules
+    as one from the command line or a YAML file (errors name ``where.field``)."""
+    where = where or type(config).__name__
+    hints = _resolved_hints(type(config))
+    for f in dataclasses.fields(config):
+        label = _label(where, f.name)
+        value = _coerce(getattr(config, f.name), hints[f.name], label)
+        bounds = f.metadata.get("check")
+        if bounds is not None:
+            _check_bounds(value, bounds, label)
+    return config
 
 
 def from_dict(cls, data: dict[str, Any] | None, where: str = "config"):
@@ -82,11 +158,12 @@ def from_dict(cls, data: dict[str, Any] | None, where: str = "config"):
     if unknown:
         raise UserError(f"{where}: unknown option(s) {', '.join(unknown)}; "
                         f"valid options are {', '.join(sorted(names))}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    kwargs = {k: _coerce(v, hints[k], _label(where, k)) for k, v in data.items()}
     try:
-        return cls(**kwargs)
+        config = cls(**kwargs)
     except TypeError as exc:
         raise UserError(f"{where}: {exc}") from None
+    return validate(config, where)
 
 
 def to_dict(config) -> dict[str, Any]:

@@ -29,20 +29,75 @@ SECTIONS = ("warmup", "datastore", "targets", "select", "train", "eval")
 TOP_LEVEL = {"run_dir", "model", "data", "data_dir", *SECTIONS}
 
 
+DATA_SUFFIXES = (".gz", ".jsonl", ".json", ".parquet")
+
+
 def task_name(task: str) -> str:
-    return Path(task).name.split(".")[0] if ("/" in task or "." in task) else task
+    """The folder name of a target task: a built-in task's name, or a file's name without its data
+    suffixes and leading dots (``dir/.hidden.jsonl`` -> ``hidden``, ``a.v1.jsonl`` -> ``a.v1``)."""
+    if "/" not in task and "." not in task:
+        return task
+    name = Path(task).name
+    for suffix in DATA_SUFFIXES:
+        name = name.removesuffix(suffix)
+    name = name.lstrip(".")
+    if not name or name in (".", ".."):
+        raise UserError(f"target task {task!r} does not name a data file (or bbh, mmlu, tydiqa)")
+    return name
+
+
+def target_names(tasks: list[str], where: str) -> list[str]:
+    """One distinct folder name per target task; two tasks mapping to one folder are refused."""
+    names: dict[str, str] = {}
+    for i, task in enumerate(tasks):
+        name = task_name(task)
+        if name in names:
+            raise UserError(f"{where}: targets[{i}] ({task}) and {names[name]} would share the folder "
+                            f"targets/{name}; rename one of the files")
+        names[name] = task
+    return list(names)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file (UTF-8, optional BOM); every problem is a one-line ``file:line: reason``."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: no such config file")
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{p}: not UTF-8 text (byte {exc.start + 1}); save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise UserError(f"{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    except RecursionError:
+        raise UserError(f"{p}: YAML nested too deeply") from None
 
 
 def load_pipeline_config(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: no such pipeline config")
-    try:
-        cfg = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark else str(p)
-        raise UserError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    cfg = read_yaml(p)
+    if cfg is None:
+        cfg = {}
     if not isinstance(cfg, dict):
         raise UserError(f"{p}: the pipeline config must be a mapping")
     unknown = sorted(set(cfg) - TOP_LEVEL)
@@ -54,6 +109,11 @@ def load_pipeline_config(path: str | Path) -> dict[str, Any]:
             raise UserError(f"{p}: '{key}' is required")
     if isinstance(cfg["data"], str):
         cfg["data"] = [cfg["data"]]
+    for key in ("run_dir", "model", "data_dir"):
+        if key in cfg and not isinstance(cfg[key], str):
+            raise UserError(f"{p}: '{key}' must be a string, got {type(cfg[key]).__name__}")
+    if not isinstance(cfg["data"], list) or not all(isinstance(f, str) for f in cfg["data"]):
+        raise UserError(f"{p}: 'data' must be a file name or a list of file names")
     return cfg
 
 
@@ -64,10 +124,60 @@ def _section(cfg: dict, name: str, where: str) -> dict:
     return dict(sec)
 
 
+def _stage_configs(cfg: dict[str, Any], where: str) -> tuple[Any, Any, list[tuple]]:
+    """Every stage's config, built (and so checked) before any stage runs: a bad value in a late
+    section fails at once, not after hours of warmup. Returns (warmup, datastore,
+    [(name, targets, select, train or None)])."""
+    from .evaluation.run import EvalConfig
+    from .gradients.builder import DatastoreConfig, TargetsConfig
+    from .selection import SelectConfig
+    from .training.finetune import FinetuneConfig
+    from .training.warmup import WarmupConfig
+
+    run = Path(cfg["run_dir"])
+    warm = from_dict(WarmupConfig, {"model": cfg["model"], "pool_files": cfg["data"],
+                                    "output_dir": str(run / "warmup"), **_section(cfg, "warmup", where)},
+                     where=f"{where}: warmup")
+    ds_cfg = from_dict(DatastoreConfig, {"model": cfg["model"], "data": cfg["data"],
+                                         "checkpoints": [str(run / "warmup")],
+                                         "output_dir": str(run / "datastore"),
+                                         **_section(cfg, "datastore", where)}, where=f"{where}: datastore")
+    targets = cfg.get("targets") or []
+    if isinstance(targets, dict):
+        targets = [targets]
+    if not isinstance(targets, list):
+        raise UserError(f"{where}: 'targets' must be a list of mappings with a 'task'")
+    for i, tsec in enumerate(targets):
+        if not isinstance(tsec, dict) or "task" not in tsec:
+            raise UserError(f"{where}: targets[{i}] must be a mapping with a 'task'")
+    names = target_names([str(t["task"]) for t in targets], where)
+    if cfg.get("eval") is not None:  # checked here; built per model in _evaluate
+        from_dict(EvalConfig, {"model": cfg["model"], "task": "loss:x",
+                               **{k: v for k, v in _section(cfg, "eval", where).items() if k != "tasks"}},
+                  where=f"{where}: eval")
+    per_target = []
+    for i, (tsec, name) in enumerate(zip(targets, names)):
+        t_cfg = from_dict(TargetsConfig, {"datastore": ds_cfg.output_dir, "data_dir": cfg.get("data_dir", ""),
+                                          "output_dir": str(run / "targets" / name), **tsec},
+                          where=f"{where}: targets[{i}]")
+        s_cfg = from_dict(SelectConfig, {"datastore": ds_cfg.output_dir, "targets": t_cfg.output_dir,
+                                         "output_dir": str(run / "selected" / name),
+                                         **_section(cfg, "select", where)}, where=f"{where}: select")
+        f_cfg = None
+        if cfg.get("train") is not None:
+            selected_file = str(Path(s_cfg.output_dir) / f"{s_cfg.file_stem}.jsonl")
+            f_cfg = from_dict(FinetuneConfig, {"model": cfg["model"], "train_files": [selected_file],
+                                               "output_dir": str(run / "train" / name),
+                                               **_section(cfg, "train", where)}, where=f"{where}: train")
+        per_target.append((name, t_cfg, s_cfg, f_cfg))
+    return warm, ds_cfg, per_target
+
+
 def run_pipeline(cfg: dict[str, Any], *, where: str = "config", only: list[str] | None = None) -> dict:
-    from .gradients.builder import DatastoreConfig, TargetsConfig, run_datastore, run_targets
-    from .selection import SelectConfig, run_select
-    from .training.warmup import WarmupConfig, run_warmup
+    from .gradients.builder import run_datastore, run_targets
+    from .selection import run_select
+    from .training.finetune import run_finetune
+    from .training.warmup import run_warmup
 
     if only:
         bad = sorted(set(only) - set(SECTIONS))
@@ -75,51 +185,25 @@ def run_pipeline(cfg: dict[str, Any], *, where: str = "config", only: list[str] 
             raise UserError(f"--only: unknown stage(s) {', '.join(bad)}; stages are {', '.join(SECTIONS)}")
     wanted = set(only or SECTIONS)
     run = Path(cfg["run_dir"])
+    warm, ds_cfg, per_target = _stage_configs(cfg, where)
     results: dict[str, Any] = {}
-
-    warm = from_dict(WarmupConfig, {"model": cfg["model"], "pool_files": cfg["data"],
-                                    "output_dir": str(run / "warmup"), **_section(cfg, "warmup", where)},
-                     where=f"{where}: warmup")
     if "warmup" in wanted:
         results["warmup"] = str(run_warmup(warm))
-
-    ds_cfg = from_dict(DatastoreConfig, {"model": cfg["model"], "data": cfg["data"],
-                                         "checkpoints": [str(run / "warmup")],
-                                         "output_dir": str(run / "datastore"),
-                                         **_section(cfg, "datastore", where)}, where=f"{where}: datastore")
     if "datastore" in wanted:
         results["datastore"] = str(run_datastore(ds_cfg))
-
     targets = cfg.get("targets") or []
-    if isinstance(targets, dict):
-        targets = [targets]
-    for i, tsec in enumerate(targets):
-        if not isinstance(tsec, dict) or "task" not in tsec:
-            raise UserError(f"{where}: targets[{i}] must be a mapping with a 'task'")
-        name = task_name(str(tsec["task"]))
-        t_cfg = from_dict(TargetsConfig, {"datastore": ds_cfg.output_dir, "data_dir": cfg.get("data_dir", ""),
-                                          "output_dir": str(run / "targets" / name), **tsec},
-                          where=f"{where}: targets[{i}]")
+    targets = [targets] if isinstance(targets, dict) else targets
+    for tsec, (name, t_cfg, s_cfg, f_cfg) in zip(targets, per_target):
         if "targets" in wanted:
             results[f"targets/{name}"] = str(run_targets(t_cfg))
-        s_cfg = from_dict(SelectConfig, {"datastore": ds_cfg.output_dir, "targets": t_cfg.output_dir,
-                                         "output_dir": str(run / "selected" / name),
-                                         **_section(cfg, "select", where)}, where=f"{where}: select")
         if "select" in wanted:
             results[f"select/{name}"] = run_select(s_cfg)
-        selected_file = str(Path(s_cfg.output_dir) / f"{s_cfg.file_stem}.jsonl")
-        train_sec = _section(cfg, "train", where)
-        trained = None
-        if cfg.get("train") is not None and "train" in wanted:
-            from .training.finetune import FinetuneConfig, run_finetune
-            f_cfg = from_dict(FinetuneConfig, {"model": cfg["model"], "train_files": [selected_file],
-                                               "output_dir": str(run / "train" / name), **train_sec},
-                              where=f"{where}: train")
+        if f_cfg is not None and "train" in wanted:
             results[f"train/{name}"] = str(run_finetune(f_cfg))
-        if cfg.get("train") is not None and (run / "train" / name).is_dir():
-            trained = run / "train" / name
+        trained = Path(f_cfg.output_dir) if f_cfg is not None and Path(f_cfg.output_dir).is_dir() else None
         if cfg.get("eval") is not None and "eval" in wanted:
-            results[f"eval/{name}"] = _evaluate(cfg, tsec, name, run, train_sec, trained, where)
+            results[f"eval/{name}"] = _evaluate(cfg, tsec, name, run, _section(cfg, "train", where),
+                                                trained, where)
     return results
 
 

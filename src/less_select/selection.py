@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .configs import option
+from .configs import fraction, non_negative, option
 from .data import Example
 from .errors import UserError
 from .stage import write_atomic
@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 class BudgetConfig:
     """How many examples to select."""
 
-    percentage: float = option(0.05, help="Fraction p of the pool to select: floor(p * |pool|).")
-    top_k: int = option(0, help="Select exactly this many instead (overrides --percentage when > 0).")
+    percentage: float = option(0.05, help="Fraction p of the pool to select: floor(p * |pool|).",
+                               check=fraction)
+    top_k: int = option(0, help="Select exactly this many instead (overrides --percentage when > 0).",
+                        check=non_negative)
 
     def n_select(self, n_pool: int) -> int:
         if self.top_k > 0:
@@ -128,7 +130,8 @@ class SelectConfig(BudgetConfig):
     datastore: str = option("", help="Finished pool datastore folder.")
     targets: str = option("", help="Finished target-features folder (same checkpoints and projection).")
     output_dir: str = option("", help="Selection folder to write.")
-    dim: int = option(0, help="Projection dimension to score with (0: the store's first).")
+    dim: int = option(0, help="Projection dimension to score with (0: the store's first).",
+                      check=non_negative)
 
 
 def pool_examples_for_store(store) -> tuple[list[Example], list[tuple[Example, str]], int]:
@@ -158,7 +161,9 @@ def run_select(config: SelectConfig) -> dict:
     """Score, select and write the selection folder (docs/method.md, "Influence", "Selection")."""
     from .datastore import Datastore
     from .scoring import compute_scores
+    from .configs import validate
     from .stage import stage_dir, stage_status
+    validate(config)  # before any output is touched: a bad rerun leaves the old selection in place
     if not (config.datastore and config.targets and config.output_dir):
         raise UserError("select needs --datastore, --targets and --output-dir")
     store, targets = Datastore(config.datastore), Datastore(config.targets)

@@ -73,33 +73,64 @@ def stage_dir(out_dir: str | Path, name: str, settings: dict[str, Any], *,
     """Yield a ``.part`` folder to write into, or ``None`` when the stage is already done.
 
     On success the folder gets ``stage.json`` (stage name, settings, version, git sha) and is renamed
-    to ``out_dir``. With ``resume`` an existing ``.part`` folder is kept (for chunked stages).
+    to ``out_dir``. With ``overwrite`` a finished ``out_dir`` is replaced only then, so a rerun that
+    fails leaves the earlier output as it was. A ``UserError`` raised inside removes the ``.part``
+    folder (kept with ``resume``, unless empty). With ``resume`` an existing ``.part`` folder is kept
+    (for chunked stages).
     Under ``torchrun`` every rank writes into the same folder; only rank 0 cleans up and renames,
     after a barrier once the stage's work (e.g. the HF Trainer) has set up the process group.
     """
     out = Path(out_dir)
     main = _rank() == 0
-    if overwrite and out.exists() and main:
-        shutil.rmtree(out)
-    if stage_status(out, settings) == "done":
-        log.info("%s: %s is up to date with these settings; skipping", name, out)
-        yield None
-        return
-    if out.exists():
-        raise UserError(f"{out} exists but is not a finished {name} stage; delete it or pass --overwrite")
+    if not overwrite:
+        if stage_status(out, settings) == "done":
+            log.info("%s: %s is up to date with these settings; skipping", name, out)
+            yield None
+            return
+        if out.exists():
+            raise UserError(f"{out} exists but is not a finished {name} stage; delete it or pass --overwrite")
     part = out.with_name(out.name + ".part")
     if part.exists() and not resume and main:
         shutil.rmtree(part)
+    existed = part.exists()
     part.mkdir(parents=True, exist_ok=True)
-    yield part
+    try:
+        yield part
+    except BaseException as exc:
+        if main:
+            _discard_part(part, everything=isinstance(exc, UserError) and not (resume and existed))
+        raise
     _barrier()
     if not main:
         return
     (part / STAGE_FILE).write_text(json.dumps(
         {"stage": name, "settings": settings, "version": __version__, "git_sha": git_sha()},
         indent=2, default=str))
-    part.rename(out)
+    _replace_dir(part, out)
     log.info("%s: wrote %s", name, out)
+
+
+def _discard_part(part: Path, everything: bool) -> None:
+    """After a failed stage: drop its ``.part`` folder entirely (a clear error: nothing in it is
+    worth keeping) or only when it is empty (a crash: what it holds may help, and is redone anyway)."""
+    if everything:
+        shutil.rmtree(part, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            part.rmdir()  # only succeeds when empty
+
+
+def _replace_dir(part: Path, out: Path) -> None:
+    """Rename ``part`` to ``out``; an existing ``out`` is moved aside first and deleted after."""
+    if not out.exists():
+        part.rename(out)
+        return
+    old = out.with_name(out.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    out.rename(old)
+    part.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:

@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..configs import option
+from ..configs import Bounds, non_negative, option
 from ..data.example import Example
 from ..progress import Progress
 from .aggregate import SubtaskAccumulator
@@ -44,8 +44,9 @@ BM25Method = Literal["lucene", "robertson", "atire", "bm25l", "bm25+"]
 
 @dataclass
 class BM25Config:
-    k1: float = option(1.5, help="BM25 term-frequency saturation k1")
-    b: float = option(0.75, help="BM25 document-length normalization b (0 = none, 1 = full)")
+    k1: float = option(1.5, help="BM25 term-frequency saturation k1", check=non_negative)
+    b: float = option(0.75, help="BM25 document-length normalization b (0 = none, 1 = full)",
+                      check=Bounds(low=0, high=1))
     method: BM25Method = option("lucene", help="bm25s scoring variant")
     stopwords: Literal["en", "none"] = option("en", help="remove bm25s' English stopword list ('en') "
                                                           "or keep every token ('none')")

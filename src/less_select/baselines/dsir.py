@@ -34,7 +34,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..configs import option
+from ..configs import non_negative, option, positive
 from ..data.example import Example
 from ..errors import UserError
 from ..progress import Progress
@@ -46,13 +46,16 @@ _MIX = np.uint64(0x100000001B3)
 
 @dataclass
 class DSIRConfig:
-    num_buckets: int = option(10000, help="hash buckets of the unigram+bigram features (DSIR: 10,000)")
-    smoothing: float = option(1.0, help="add-alpha smoothing of both bucket distributions (1 = add-one)")
+    num_buckets: int = option(10000, help="hash buckets of the unigram+bigram features (DSIR: 10,000)",
+                              check=positive)
+    smoothing: float = option(1.0, help="add-alpha smoothing of both bucket distributions (1 = add-one)",
+                              check=positive)
     lowercase: bool = option(True, help="lowercase texts before tokenizing")
     resample: bool = option(True, help="add seeded Gumbel noise so that top-k = importance resampling "
                                        "without replacement; false: score = log importance weight")
-    seed: int = option(0, help="seed of the Gumbel noise of the resampling")
-    chunk_size: int = option(4096, help="pool examples featurized per chunk (memory only)")
+    seed: int = option(0, help="seed of the Gumbel noise of the resampling", check=non_negative)
+    chunk_size: int = option(4096, help="pool examples featurized per chunk (memory only)",
+                             check=positive)
 
 
 class HashedNgrams:

@@ -11,14 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..configs import option
+from ..configs import non_negative, option
 from ..data.example import Example
 from .base import finish
 
 
 @dataclass
 class RandomConfig:
-    seed: int = option(0, help="seed of the uniform scores (same seed -> same selection)")
+    seed: int = option(0, help="seed of the uniform scores (same seed -> same selection)",
+                       check=non_negative)
 
 
 class RandomSelector:

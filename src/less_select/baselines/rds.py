@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..configs import option
+from ..configs import option, positive
 from ..data.encode import Template
 from ..data.example import Example
 from ..errors import UserError
@@ -41,12 +41,13 @@ class RDSConfig:
     adapter: str | None = option(None, help="optional PEFT adapter folder applied to the model")
     template: Template = option("auto", help="encoding template (as in training): auto, tulu, "
                                               "chat_template")
-    max_seq_length: int = option(2048, help="truncate encoded examples to this many tokens")
+    max_seq_length: int = option(2048, help="truncate encoded examples to this many tokens",
+                                 check=positive)
     dtype: str = option("auto", help="model dtype: auto (bf16 on GPUs that support it, else fp32), "
                                      "float32, bfloat16, float16")
     max_tokens_per_batch: int = option(16384, help="token budget of a batch (batch size x longest "
-                                                   "sequence)")
-    max_batch_size: int = option(64, help="most examples in one batch")
+                                                   "sequence)", check=positive)
+    max_batch_size: int = option(64, help="most examples in one batch", check=positive)
 
 
 class RDSSelector:

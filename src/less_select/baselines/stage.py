@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..configs import option
+from ..configs import non_negative, option, positive
 from ..data import load_examples
 from ..errors import UserError
 from ..selection import BudgetConfig, write_selection
@@ -27,16 +27,18 @@ class BaselineConfig(BudgetConfig):
     task: str = option("", help="Target: bbh, mmlu, tydiqa or a file of target examples (not used by random).")
     data_dir: str = option("", help="LESS data folder (holding eval/) for the built-in tasks.")
     output_dir: str = option("", help="Selection folder to write.")
-    seed: int = option(0, help="Seed of random and of DSIR's resampling.")
+    seed: int = option(0, help="Seed of random and of DSIR's resampling.", check=non_negative)
     model: str = option("", help="Model to embed with (rds, rds_plus).")
     adapter: str = option("", help="Optional PEFT adapter for the embedding model (rds, rds_plus).")
     lenient: bool = option(False, help="Skip (and count) malformed pool records.")
-    max_examples: int = option(0, help="Use only the first N examples of each pool file (0: all).")
+    max_examples: int = option(0, help="Use only the first N examples of each pool file (0: all).",
+                               check=non_negative)
     tokenizer: str = option("", help=(
         "Tokenizer (model id/folder) used to leave out examples that keep no completion token at "
         "max_seq_length, as LESS does, so every method spends its budget on trainable examples "
         "(default: --model; none given: no example is left out)."))
-    max_seq_length: int = option(2048, help="Truncation length for that check (use the training one).")
+    max_seq_length: int = option(2048, help="Truncation length for that check (use the training one).",
+                                 check=positive)
     template: str = option("auto", help="Chat encoding for that check: auto, tulu, chat_template.")
     options: dict[str, Any] = option(factory=dict, cli=False,
                                      help="Further options of the method (YAML/Python only), e.g. {k1: 1.2}.")
@@ -62,7 +64,9 @@ def method_options(config: BaselineConfig) -> dict[str, Any]:
 
 
 def run_baseline(config: BaselineConfig) -> dict:
+    from ..configs import validate
     from ..evaluation.targets import build_target_examples
+    validate(config)
     if not config.data or not config.output_dir:
         raise UserError("baseline needs --data and --output-dir")
     opts = method_options(config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -36,11 +37,16 @@ def _check_str(record: dict, key: str) -> str:
     return value
 
 
-def _check_turns(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+def _check_turns(messages: list[dict[str, str]], field: str) -> list[dict[str, str]]:
+    """A conversation needs an assistant turn, and every assistant turn needs text: an empty answer
+    is refused here as an empty ``completion`` or ``output`` is (there is nothing to train on)."""
     if not messages:
         raise RecordError("conversation has no turns")
     if not any(m["role"] == "assistant" for m in messages):
         raise RecordError("conversation has no assistant turn (nothing to train on)")
+    for i, m in enumerate(messages):
+        if m["role"] == "assistant" and not m["content"].strip():
+            raise RecordError(f"{field}[{i}] is an empty assistant turn (nothing to train on)")
     return messages
 
 
@@ -52,12 +58,12 @@ def parse_messages(record: dict) -> dict:
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise RecordError(f"messages[{i}] must have 'role' and 'content'")
-        if m["role"] not in VALID_ROLES:
+        if not isinstance(m["role"], str) or m["role"] not in VALID_ROLES:
             raise RecordError(f"messages[{i}].role {m['role']!r} is not system/user/assistant")
         if not isinstance(m["content"], str):
             raise RecordError(f"messages[{i}].content must be a string")
         out.append({"role": m["role"], "content": m["content"]})
-    return {"messages": _check_turns(out)}
+    return {"messages": _check_turns(out, "messages")}
 
 
 def parse_alpaca(record: dict) -> dict:
@@ -66,6 +72,8 @@ def parse_alpaca(record: dict) -> dict:
     if not isinstance(inp, str):
         raise RecordError("field 'input' must be a string")
     output = _check_str(record, "output")
+    if not output.strip():
+        raise RecordError("field 'output' is empty (nothing to train on)")
     user = instruction + ("\n\n" + inp if inp.strip() else "")
     return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": output}]}
 
@@ -78,20 +86,20 @@ def parse_sharegpt(record: dict) -> dict:
     for i, turn in enumerate(conv):
         if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
             raise RecordError(f"conversations[{i}] must have 'from' and 'value'")
-        role = SHAREGPT_ROLES.get(str(turn["from"]).lower())
+        role = SHAREGPT_ROLES.get(turn["from"].lower()) if isinstance(turn["from"], str) else None
         if role is None:
             raise RecordError(f"conversations[{i}].from {turn['from']!r} is not a known speaker")
         if not isinstance(turn["value"], str):
             raise RecordError(f"conversations[{i}].value must be a string")
         out.append({"role": role, "content": turn["value"]})
-    return {"messages": _check_turns(out)}
+    return {"messages": _check_turns(out, "conversations")}
 
 
 def parse_prompt_completion(record: dict) -> dict:
     prompt = _check_str(record, "prompt")
     completion = _check_str(record, "completion")
     if not completion.strip():
-        raise RecordError("field 'completion' is empty")
+        raise RecordError("field 'completion' is empty (nothing to train on)")
     return {"messages": [{"role": "user", "content": prompt},
                          {"role": "assistant", "content": completion}],
             "prompt": prompt, "completion": completion}
@@ -113,55 +121,165 @@ def detect_format(record: dict) -> str | None:
     return None
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 def _base_suffix(path: Path) -> str:
     return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
 
 
-def iter_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    """Yield (line_or_position, record, json_error) from a data file."""
-    suffix = _base_suffix(path)
-    if suffix == ".jsonl":
-        with _open_text(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
+GZIP_MAGIC = b"\x1f\x8b"
+_UTF16_32_BOMS = (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00", b"\xff\xfe", b"\xfe\xff")
+
+
+def _check_text_start(path: Path, head: bytes) -> None:
+    """Refuse, from its first bytes, a file that is not UTF-8 text: UTF-16/32, compressed, binary."""
+    if head.startswith(_UTF16_32_BOMS):
+        raise UserError(f"{path}: the file is UTF-16/UTF-32 text; save it as UTF-8")
+    if head.startswith(GZIP_MAGIC):
+        raise UserError(f"{path}: the file is gzip-compressed; name it {path.name}.gz")
+    if b"\x00" in head:
+        raise UserError(f"{path}: the file holds NUL bytes (binary data or UTF-16 text without a "
+                        "byte order mark), not UTF-8 JSON text")
+
+
+def _open_binary(path: Path):
+    """The file's (decompressed) bytes as a binary stream, after checking it is readable text."""
+    try:
+        if path.suffix == ".gz":
+            with open(path, "rb") as fh:
+                if fh.read(2) != GZIP_MAGIC:
+                    raise UserError(f"{path}: not gzip data (named .gz but it does not start with the "
+                                    "gzip signature); drop the .gz from its name or compress it")
+            fh = gzip.open(path, "rb")
+        else:
+            fh = open(path, "rb")
+        head = fh.peek(4096)[:4096] if hasattr(fh, "peek") else b""
+    except (OSError, zlib.error) as exc:  # permissions, a corrupt gzip header, ...
+        what = "the gzip data is corrupt" if path.suffix == ".gz" and not isinstance(
+            exc, PermissionError) else "cannot read the file"
+        raise UserError(f"{path}: {what} ({exc})") from None
+    except EOFError:
+        raise UserError(f"{path}: the gzip data ends early (truncated file)") from None
+    _check_text_start(path, head)
+    return fh
+
+
+def _decode(raw: bytes, first: bool) -> str:
+    """One line (or file) as text; a UTF-8 byte order mark at the very start is dropped."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1}); "
+                          "save the file as UTF-8") from None
+    return text[1:] if first and text.startswith("\ufeff") else text
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise RecordError("JSON nested too deeply") from None
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    lineno = 0
+    with _open_binary(path) as fh:
+        try:
+            for lineno, raw in enumerate(fh, 1):
                 try:
-                    yield lineno, json.loads(line), None
+                    line = _decode(raw, lineno == 1)
+                    if not line.strip():
+                        continue
+                    yield lineno, _loads(line), None
                 except json.JSONDecodeError as exc:
                     yield lineno, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
-    elif suffix == ".json":
-        with _open_text(path) as fh:
-            try:
-                data = json.load(fh)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-        if isinstance(data, dict):
-            for key in ("data", "examples", "instances"):
-                if isinstance(data.get(key), list):
-                    data = data[key]
-                    break
-        if not isinstance(data, list):
-            raise UserError(f"{path}: a .json data file must hold a list of records "
-                            "(or an object with a 'data'/'examples' list)")
-        for pos, record in enumerate(data, 1):
-            yield pos, record, None
-    elif suffix == ".parquet":
+                except RecordError as exc:
+                    yield lineno, None, str(exc)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UserError(f"{path}:{lineno + 1}: the gzip data is corrupt or ends early (truncated "
+                            f"file: {exc}); records after line {lineno} cannot be read") from None
+
+
+def _iter_json(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    with _open_binary(path) as fh:
         try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise UserError(f"{path}: reading Parquet needs pyarrow "
-                            "(pip install 'less-select[parquet]')") from None
-        for pos, record in enumerate(pq.read_table(path).to_pylist(), 1):
-            yield pos, record, None
-    else:
+            raw = fh.read()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UserError(f"{path}: the gzip data is corrupt or ends early (truncated file: {exc})") from None
+    try:
+        data = _loads(_decode(raw, True))
+    except RecordError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if isinstance(data, dict):
+        for key in ("data", "examples", "instances"):
+            if isinstance(data.get(key), list):
+                data = data[key]
+                break
+    if not isinstance(data, list):
+        raise UserError(f"{path}: a .json data file must hold a list of records "
+                        "(or an object with a 'data'/'examples' list)")
+    for pos, record in enumerate(data, 1):
+        yield pos, record, None
+
+
+def _iter_parquet(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError(f"{path}: reading Parquet needs pyarrow "
+                        "(pip install 'less-select[parquet]')") from None
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for unreadable files
+        raise UserError(f"{path}: not a readable Parquet file ({type(exc).__name__}: "
+                        f"{str(exc)[:120]})") from None
+    for pos, record in enumerate(rows, 1):
+        yield pos, record, None
+
+
+def iter_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """Yield (line_or_position, record, error) from a data file; ``error`` is the reason a JSON line
+    could not be read (the record is then None). A file that cannot be read as a whole (not UTF-8,
+    binary, not gzip, truncated) raises ``UserError`` even when records would be skipped, since how
+    many records it lost is unknown."""
+    suffix = _base_suffix(path)
+    readers = {".jsonl": _iter_jsonl, ".json": _iter_json, ".parquet": _iter_parquet}
+    if suffix not in readers:
         raise UserError(f"{path}: unsupported file type '{suffix}' "
                         "(use .jsonl, .json or .parquet, optionally .gz)")
+    return readers[suffix](path)
+
+
+MAX_NESTING = 64  # JSON deeper than this is refused: writing it back could hit Python's recursion limit
+
+
+def _too_deep(obj: Any, limit: int = MAX_NESTING) -> bool:
+    stack = [(obj, 1)]
+    while stack:
+        o, depth = stack.pop()
+        if isinstance(o, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return False
+
+
+def _lone_surrogate(obj: Any, where: str = "") -> str | None:
+    """Where a string of ``obj`` holds a lone UTF-16 surrogate (JSON allows ``"\\ud800"``; UTF-8
+    text cannot hold it, so tokenizers and writers fail on it), else None."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")  # C speed; fails exactly on surrogates
+        except UnicodeEncodeError:
+            return where or "a string"
+        return None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        key = (f"{where}.{k}" if where else k) if isinstance(k, str) else f"{where}[{k}]"
+        found = _lone_surrogate(v, key)
+        if found:
+            return found
+    return None
 
 
 @dataclass
@@ -181,72 +299,106 @@ class LoadReport:
         return sum(self.skipped.values())
 
 
+class _FileParser:
+    """Turns the records of one file into examples: one format per file, unique ids."""
+
+    def __init__(self, path: Path, subtask_field: str):
+        self.path, self.subtask_field = path, subtask_field
+        self.stem = path.name.split(".")[0]
+        self.fmt_name: str | None = None
+        self.seen_ids: set[str] = set()
+
+    def parse(self, line: int, record: Any) -> Example:
+        if not isinstance(record, dict):
+            raise RecordError(f"record must be a JSON object, got {type(record).__name__}")
+        name = detect_format(record)
+        if name is None:
+            raise RecordError("unknown format: expected one of the keys 'messages', "
+                              "'conversations', 'instruction'/'output' or 'prompt'/'completion'")
+        if self.fmt_name is None:
+            self.fmt_name = name
+        elif name != self.fmt_name:
+            raise RecordError(f"format '{name}' differs from the file's format '{self.fmt_name}'")
+        parsed = FORMATS[name][1](record)
+        if _too_deep(record):
+            raise RecordError(f"JSON nested deeper than {MAX_NESTING} levels")
+        bad = _lone_surrogate(record)
+        if bad:
+            raise RecordError(f"{bad} holds a lone UTF-16 surrogate (e.g. \\ud800), which is not "
+                              "valid Unicode text")
+        rid = record.get("id")
+        ex_id = str(rid) if rid is not None and str(rid) != "" else f"{self.stem}:{line}"
+        if ex_id in self.seen_ids:  # ids must be unique in a file to serve as stable keys
+            ex_id = f"{ex_id}@{self.stem}:{line}"
+        self.seen_ids.add(ex_id)
+        subtask = record.get(self.subtask_field)
+        return Example(id=ex_id, messages=parsed["messages"], source=str(self.path), line=line,
+                       format=name, subtask=str(subtask) if subtask is not None else None,
+                       prompt=parsed.get("prompt"), completion=parsed.get("completion"), raw=record)
+
+
 def load_file(path: str | Path, *, lenient: bool = False, report: LoadReport | None = None,
-              subtask_field: str = "subtask") -> list[Example]:
+              subtask_field: str = "subtask", limit: int | None = None) -> list[Example]:
     """Parse one data file. A malformed record raises ``UserError('file:line: reason')`` unless
-    ``lenient``, which skips it and counts it in ``report``."""
+    ``lenient``, which skips it and counts it in ``report``. ``limit`` keeps the first N examples
+    (every record is still checked). A file without any usable record is an error."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a data file")
     if not path.is_file():
         raise UserError(f"{path}: no such data file")
     report = report if report is not None else LoadReport()
+    parser = _FileParser(path, subtask_field)
     examples: list[Example] = []
-    fmt_name: str | None = None
-    stem = path.name.split(".")[0]
-    seen_ids: set[str] = set()
     skipped = 0
-    for line, record, json_error in iter_records(path):
+    first_skip = ""
+    for line, record, error in iter_records(path):
         try:
-            if json_error:
-                raise RecordError(json_error)
-            if not isinstance(record, dict):
-                raise RecordError(f"record must be a JSON object, got {type(record).__name__}")
-            name = detect_format(record)
-            if name is None:
-                raise RecordError("unknown format: expected one of the keys 'messages', "
-                                  "'conversations', 'instruction'/'output' or 'prompt'/'completion'")
-            if fmt_name is None:
-                fmt_name = name
-            elif name != fmt_name:
-                raise RecordError(f"format '{name}' differs from the file's format '{fmt_name}'")
-            parsed = FORMATS[name][1](record)
-            rid = record.get("id")
-            ex_id = str(rid) if rid is not None and str(rid) != "" else f"{stem}:{line}"
-            if ex_id in seen_ids:  # ids must be unique in a file to serve as stable keys
-                ex_id = f"{ex_id}@{stem}:{line}"
-            seen_ids.add(ex_id)
-            subtask = record.get(subtask_field)
-            examples.append(Example(
-                id=ex_id, messages=parsed["messages"], source=str(path), line=line, format=name,
-                subtask=str(subtask) if subtask is not None else None,
-                prompt=parsed.get("prompt"), completion=parsed.get("completion"), raw=record))
+            if error:
+                raise RecordError(error)
+            examples.append(parser.parse(line, record))
         except RecordError as exc:
             if not lenient:
                 raise UserError(f"{path}:{line}: {exc} (use --lenient to skip such records)") from None
             skipped += 1
+            first_skip = first_skip or f"{path}:{line}: {exc}"
             if len(report.skipped_examples) < 20:
                 report.skipped_examples.append(f"{path}:{line}: {exc}")
+    if not examples:
+        raise UserError(f"{path}: no usable record ({skipped} malformed, skipped; first: {first_skip})"
+                        if skipped else f"{path}: the file holds no records")
+    n_parsed = len(examples)
+    if limit is not None and n_parsed > limit:
+        examples = examples[:limit]
     report.read[str(path)] = len(examples)
     report.skipped[str(path)] = skipped
     if skipped:
         log.warning("%s: skipped %d malformed record(s) (lenient loading); first: %s",
-                    path, skipped, report.skipped_examples[0] if report.skipped_examples else "")
-    log.info("read %d example(s) from %s (format %s)", len(examples), path, fmt_name)
+                    path, skipped, first_skip)
+    kept = f", kept the first {len(examples)} (max examples per file)" if len(examples) < n_parsed else ""
+    log.info("read %d example(s) from %s (format %s%s)", n_parsed, path, parser.fmt_name, kept)
     return examples
 
 
 def load_examples(paths: list[str | Path] | str | Path, *, lenient: bool = False,
                   max_per_file: int | None = None) -> tuple[list[Example], LoadReport]:
-    """Load and concatenate several files; ``max_per_file`` keeps the first N of each (for quick runs)."""
+    """Load and concatenate several files; ``max_per_file`` keeps the first N of each (for quick runs).
+
+    The same file named twice is refused (its rows would be duplicated)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
         raise UserError("no data files given")
+    if max_per_file is not None and max_per_file < 0:
+        raise UserError(f"the number of examples per file must be >= 0, got {max_per_file}")
+    seen: dict[Path, str] = {}
+    for p in paths:
+        key = Path(p).resolve()
+        if key in seen:
+            raise UserError(f"{p}: data file given twice (also as {seen[key]}); name each file once")
+        seen[key] = str(p)
     report = LoadReport()
     examples: list[Example] = []
     for p in paths:
-        got = load_file(p, lenient=lenient, report=report)
-        if max_per_file is not None:
-            got = got[:max_per_file]
-            report.read[str(Path(p))] = len(got)
-        examples.extend(got)
+        examples.extend(load_file(p, lenient=lenient, report=report, limit=max_per_file))
     return examples, report

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..configs import option, to_dict
+from ..configs import fraction, non_negative, option, positive, to_dict
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -56,38 +56,47 @@ class DemoConfig:
     quick: bool = option(False, help="the ~1 minute version: smaller pool and test set, fewer "
                                      "training steps, only LESS and random (what the tests run)")
     seed: int = option(0, help="seed of the data, the pretraining, the warmup subset, the baselines "
-                               "and the training")
-    pool_size: int | None = option(None, help="pool examples (default: 3000; quick: 1000)")
+                               "and the training", check=non_negative)
+    pool_size: int | None = option(None, help="pool examples (default: 3000; quick: 1000)",
+                                   check=positive)
     n_test: int | None = option(None, help="held-out target questions for the metrics (default: 200; "
-                                           "quick: 100)")
-    n_target: int = option(8, help="target (few-shot) examples LESS compares the pool with")
+                                           "quick: 100)", check=positive)
+    n_target: int = option(8, help="target (few-shot) examples LESS compares the pool with",
+                           check=positive)
     methods: list[str] | None = option(None, help="selection methods (default: less random bm25 "
                                                   "dsir rds rds_plus; quick: less random)")
     percentage: float = option(0.05, help="budget: the fraction of the pool each method selects "
                                           "(0.05 of 3000 = 150, about what the pool holds of the "
-                                          "target family)")
+                                          "target family)", check=fraction)
     include_full: bool = option(True, help="also train on the whole pool (row 'full', the same "
                                            "number of steps)")
     threads: int = option(1, help="torch CPU threads, overriding the top-level --threads (0: keep "
                                   "that or torch's default); 1 measured fastest for this tiny model "
-                                  "on 2 cores")
+                                  "on 2 cores", check=non_negative)
     pretrain_epochs: float | None = option(None, help="pretraining passes over the pool without "
-                                                      "the relevant families (default: 3; quick: 4)")
+                                                      "the relevant families (default: 3; quick: 4)",
+                                           check=positive)
     train_method: str = option("full", help="final training: full (fine-tune every weight) or lora")
     train_steps: int | None = option(None, help="optimizer steps of final training for every method "
-                                                "(default: 150; quick: 100)")
-    train_batch_size: int = option(8, help="examples per optimizer step in final training")
-    learning_rate: float = option(1e-3, help="peak learning rate of final training")
+                                                "(default: 150; quick: 100)", check=positive)
+    train_batch_size: int = option(8, help="examples per optimizer step in final training",
+                                   check=positive)
+    learning_rate: float = option(1e-3, help="peak learning rate of final training", check=positive)
     warmup_lora_r: int = option(8, help="LoRA rank of the LESS warmup (and of final training with "
-                                        "train_method lora)")
-    warmup_epochs: int = option(4, help="LESS warmup epochs (one checkpoint each; the paper's 4)")
+                                        "train_method lora)", check=positive)
+    warmup_epochs: int = option(4, help="LESS warmup epochs (one checkpoint each; the paper's 4)",
+                                check=positive)
     warmup_learning_rate: float = option(3e-3, help="LESS warmup peak learning rate (the paper's 2e-5 "
-                                                    "is for 7B models; the tiny model needs more)")
-    warmup_percentage: float = option(0.05, help="fraction of the pool used for the LESS warmup")
+                                                    "is for 7B models; the tiny model needs more)",
+                                         check=positive)
+    warmup_percentage: float = option(0.05, help="fraction of the pool used for the LESS warmup",
+                                      check=fraction)
     projection_dim: int = option(2048, help="LESS projection dimension d (sparse JL); the tiny "
-                                            "model's LoRA gradient has P = 16384 at rank 8")
+                                            "model's LoRA gradient has P = 16384 at rank 8",
+                                 check=positive)
     eval_max_new_tokens: int | None = option(None, help="generation limit of the exact-match "
-                                                        "evaluation (default: 24; quick: 20)")
+                                                        "evaluation (default: 24; quick: 20)",
+                                             check=positive)
     overwrite: bool = option(False, help="delete the output folder's previous demo results and "
                                          "run every stage again")
 

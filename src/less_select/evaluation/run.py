@@ -15,7 +15,7 @@ from typing import Literal, Optional
 
 import torch
 
-from ..configs import option, to_dict
+from ..configs import non_negative, option, positive, to_dict
 from ..errors import UserError
 from .common import format_table
 
@@ -44,32 +44,39 @@ class EvalConfig:
     dtype: str = option("auto", help="model dtype: auto (bf16 on a GPU that has it, else fp32), "
                                      "float32, bfloat16, float16")
     batch_size: Optional[int] = option(None, help="prompts per batch for benchmarks (default as LESS: "
-                                                  "mmlu 4, bbh 10, tydiqa 20; exact_match: 64)")
+                                                  "mmlu 4, bbh 10, tydiqa 20; exact_match: 64)",
+                                       check=positive)
     max_new_tokens: Optional[int] = option(None, help="generation limit (default: bbh 512, tydiqa 50, "
-                                                      "exact_match 128)")
+                                                      "exact_match 128)", check=positive)
     chat_format: Literal["default", "tulu", "none"] = option(
         "default", help="prompt wrapping: default = as LESS ran each benchmark (tydiqa Tulu chat, "
                         "mmlu/bbh plain); for loss: targets, default = tulu as LESS built them")
     subtasks: Optional[list[str]] = option(None, help="only these BBH tasks / MMLU subjects / TydiQA "
                                                       "languages / target subtasks")
-    mmlu_n_shot: int = option(5, help="MMLU in-context examples (first dev rows)")
+    mmlu_n_shot: int = option(5, help="MMLU in-context examples (first dev rows)", check=non_negative)
     mmlu_max_per_subject: Optional[int] = option(None, help="MMLU test questions per subject, sampled "
-                                                            "with the seed (default or 0: all)")
-    mmlu_max_prompt_tokens: int = option(2048, help="drop MMLU shots while a prompt is longer")
+                                                            "with the seed (default or 0: all)",
+                                                 check=non_negative)
+    mmlu_max_prompt_tokens: int = option(2048, help="drop MMLU shots while a prompt is longer",
+                                         check=positive)
     bbh_max_per_task: Optional[int] = option(40, help="BBH examples per task, sampled with the seed "
-                                                      "(LESS: 40; 0 = all)")
+                                                      "(LESS: 40; 0 = all)", check=non_negative)
     tydiqa_n_shot: int = option(1, help="TydiQA demonstrations per language (from the GoldP train file, "
-                                        "else the one-shot file)")
+                                        "else the one-shot file)", check=non_negative)
     tydiqa_max_per_language: Optional[int] = option(200, help="TydiQA dev questions per language, "
-                                                              "sampled with the seed (LESS: 200; 0 = all)")
-    tydiqa_max_context_length: int = option(512, help="TydiQA passages are cut to this many tokens")
-    max_seq_length: int = option(2048, help="loss: truncation length of target examples")
-    max_tokens_per_batch: int = option(16384, help="loss: padded tokens per batch")
+                                                              "sampled with the seed (LESS: 200; 0 = all)",
+                                                    check=non_negative)
+    tydiqa_max_context_length: int = option(512, help="TydiQA passages are cut to this many tokens",
+                                            check=positive)
+    max_seq_length: int = option(2048, help="loss: truncation length of target examples",
+                                 check=positive)
+    max_tokens_per_batch: int = option(16384, help="loss: padded tokens per batch", check=positive)
     template: Literal["auto", "tulu", "chat_template"] = option(
         "auto", help="loss: and exact_match: template for conversation-format files")
     lenient: bool = option(False, help="loss:FILE, exact_match:FILE: skip malformed records instead "
                                        "of failing")
-    seed: int = option(42, help="seed of the example sampling (open-instruct uses 42)")
+    seed: int = option(42, help="seed of the example sampling (open-instruct uses 42)",
+                       check=non_negative)
 
 
 def _cap(n: int | None) -> int | None:

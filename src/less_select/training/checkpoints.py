@@ -141,7 +141,8 @@ def checkpoint_weights(ckpts: list[Checkpoint]) -> list[float]:
     lrs = [c.mean_lr for c in ckpts]
     missing = [str(c.path) for c, lr in zip(ckpts, lrs) if lr is None]
     if missing:
-        raise UserError(f"{missing[0]}: no mean learning rate known; pass mean_lr for this checkpoint")
+        raise UserError(f"{missing[0]}: no mean learning rate known; pass the checkpoints' mean "
+                        "learning rates with --mean-lrs (mean_lrs)")
     total = sum(lrs)
     if not total > 0:
         raise UserError(f"checkpoint learning rates {lrs} sum to {total}; they must be positive")
@@ -218,13 +219,37 @@ def _moments_from_states(states: dict, keys: list) -> tuple[dict, dict]:
     exp_avg, exp_avg_sq = {}, {}
     for name, key in keys:
         st = states[key]
+        if not (isinstance(st, dict) and isinstance(st.get("exp_avg"), torch.Tensor)
+                and isinstance(st.get("exp_avg_sq"), torch.Tensor)):
+            raise UserError(f"optimizer state of {name} has no exp_avg/exp_avg_sq tensors; LESS needs "
+                            "the moments of an Adam/AdamW optimizer")
         exp_avg[name] = st["exp_avg"].float()
         exp_avg_sq[name] = st["exp_avg_sq"].float()
     return exp_avg, exp_avg_sq
 
 
+def _torch_load(file: Path) -> dict:
+    """``torch.load`` of a foreign optimizer file with ``weights_only=True`` (no code from a pickle
+    ever runs); anything but a plain dict of tensors and numbers is refused in one line."""
+    import pickle
+    try:
+        obj = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # the weights-only unpickler met a class or function
+        raise UserError(f"{file}: not a plain tensor checkpoint (it holds pickled Python objects); "
+                        "it will not be loaded") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise UserError(f"{file}: not a readable torch checkpoint ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{file}: expected an optimizer state dict, got {type(obj).__name__}")
+    return obj
+
+
 def _load_hf(path: Path, param_names: list[str] | None):
-    osd = torch.load(path / HF_OPTIMIZER, map_location="cpu", weights_only=True)
+    osd = _torch_load(path / HF_OPTIMIZER)
+    if not isinstance(osd.get("param_groups"), list) or not isinstance(osd.get("state"), dict):
+        raise UserError(f"{path / HF_OPTIMIZER}: not an optimizer state dict (no 'state' and "
+                        "'param_groups')")
     indices = [i for g in osd["param_groups"] for i in g["params"]]
     names = [canonical_param_name(n) for n in param_names] if param_names is not None \
         else _infer_param_order(path)
@@ -239,7 +264,7 @@ def _load_hf(path: Path, param_names: list[str] | None):
 
 
 def _load_fsdp(path: Path):
-    obj = torch.load(path / FSDP_OPTIMIZER, map_location="cpu", weights_only=True)
+    obj = _torch_load(path / FSDP_OPTIMIZER)
     states = obj.get("state", obj)
     groups = obj.get("param_groups") or [{}]
     pairs = [(canonical_param_name(str(k)), k) for k in states]
@@ -301,7 +326,8 @@ def load_checkpoint(path: str | Path, param_names: list[str] | None = None,
         ckpt.mean_lr = float(mean_lr)
     if ckpt.mean_lr is None:
         raise UserError(f"{path}: the checkpoint records no learning rate (no {TRAINER_STATE} with "
-                        "logged learning_rate); pass the epoch's mean learning rate as mean_lr")
+                        "logged learning_rate); pass each checkpoint's mean learning rate with "
+                        "--mean-lrs (mean_lrs)")
     if not exp_avg:
         raise UserError(f"{path}: the optimizer state is empty (saved before the first step?)")
     log.info("read %s checkpoint %s: step %s, %d parameters, mean lr %.3g", format, path,

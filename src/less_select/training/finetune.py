@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..configs import option
+from ..configs import option, positive, validate
 from ..data import load_examples
 from ..errors import UserError
 from ..stage import stage_dir, stage_settings, write_atomic
@@ -31,7 +31,8 @@ class FinetuneConfig(TrainOptions):
 
     train_files: list[str] = option(help="training data files, e.g. the selection's top_p0.05.jsonl")
     method: Literal["lora", "full"] = option("lora", help="lora (adapter) or full fine-tuning")
-    max_steps: int | None = option(None, help="stop after this many optimizer steps (quick runs)")
+    max_steps: int | None = option(None, help="stop after this many optimizer steps (quick runs)",
+                                   check=positive)
     merge_lora: bool = option(False, help="with method lora: save the merged full model instead of "
                                           "the adapter")
     overwrite: bool = option(False, help="delete an existing output_dir and train again")
@@ -39,6 +40,7 @@ class FinetuneConfig(TrainOptions):
 
 def run_finetune(config: FinetuneConfig) -> Path:
     """Train and save the final model to ``output_dir``; skip if already done with these settings."""
+    validate(config)
     if config.method not in ("lora", "full"):
         raise UserError(f"method {config.method!r} is not one of lora, full")
     out = Path(config.output_dir)

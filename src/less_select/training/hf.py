@@ -18,7 +18,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from ..configs import option
+from ..configs import non_negative, option, positive, unit_interval
 from ..data import Example
 from ..data.batching import collate
 from ..data.encode import Encoded, Template, encode_all
@@ -37,33 +37,41 @@ class TrainOptions:
     lenient: bool = option(False, help="skip malformed records (counted) instead of failing")
     template: Template = option("auto", help="auto (chat template if the tokenizer has one, else "
                                              "Tulu), tulu or chat_template")
-    max_seq_length: int = option(2048, help="truncate encoded examples to this many tokens")
-    max_examples: int | None = option(None, help="train on at most this many examples (quick runs)")
+    max_seq_length: int = option(2048, help="truncate encoded examples to this many tokens",
+                                 check=positive)
+    max_examples: int | None = option(None, help="train on at most this many examples (quick runs)",
+                                      check=positive)
     dtype: str = option("auto", help="model dtype: auto (bf16 on a GPU that supports it, else "
                                      "float32), float32, bfloat16, float16")
-    epochs: int = option(4, help="number of training epochs")
-    learning_rate: float = option(2e-5, help="peak learning rate (linear decay after warmup)")
-    warmup_ratio: float = option(0.03, help="fraction of the optimizer steps spent in linear warmup")
+    epochs: int = option(4, help="number of training epochs", check=positive)
+    learning_rate: float = option(2e-5, help="peak learning rate (linear decay after warmup)",
+                                  check=positive)
+    warmup_ratio: float = option(0.03, help="fraction of the optimizer steps spent in linear warmup",
+                                 check=unit_interval)
     lr_scheduler: str = option("linear", help="HF scheduler name (linear, cosine, constant, ...)")
-    adam_beta1: float = option(0.9, help="AdamW beta1")
-    adam_beta2: float = option(0.999, help="AdamW beta2")
-    adam_epsilon: float = option(1e-8, help="AdamW epsilon")
-    weight_decay: float = option(0.0, help="AdamW weight decay")
-    max_grad_norm: float = option(1.0, help="gradient clipping norm (0 disables)")
-    per_device_batch_size: int = option(1, help="examples per forward pass on each device")
+    adam_beta1: float = option(0.9, help="AdamW beta1", check=unit_interval)
+    adam_beta2: float = option(0.999, help="AdamW beta2", check=unit_interval)
+    adam_epsilon: float = option(1e-8, help="AdamW epsilon", check=positive)
+    weight_decay: float = option(0.0, help="AdamW weight decay", check=non_negative)
+    max_grad_norm: float = option(1.0, help="gradient clipping norm (0 disables)", check=non_negative)
+    per_device_batch_size: int = option(1, help="examples per forward pass on each device",
+                                        check=positive)
     effective_batch_size: int = option(128, help="examples per optimizer step over all devices; "
-                                                 "sets gradient accumulation unless that is given")
+                                                 "sets gradient accumulation unless that is given",
+                                       check=positive)
     gradient_accumulation_steps: int | None = option(
-        None, help="micro-batches per optimizer step (default: derived from effective_batch_size)")
-    lora_r: int = option(128, help="LoRA rank")
-    lora_alpha: float = option(512, help="LoRA alpha")
-    lora_dropout: float = option(0.1, help="LoRA dropout")
+        None, help="micro-batches per optimizer step (default: derived from effective_batch_size)",
+        check=positive)
+    lora_r: int = option(128, help="LoRA rank", check=positive)
+    lora_alpha: float = option(512, help="LoRA alpha", check=positive)
+    lora_dropout: float = option(0.1, help="LoRA dropout", check=unit_interval)
     lora_target_modules: list[str] = option(help="modules that get LoRA adapters",
                                             factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass "
                                                       "(less memory, slower)")
-    seed: int = option(42, help="random seed (data subset, LoRA init, shuffling)")
-    logging_steps: int = option(1, help="log loss and learning rate every N optimizer steps")
+    seed: int = option(42, help="random seed (data subset, LoRA init, shuffling)", check=non_negative)
+    logging_steps: int = option(1, help="log loss and learning rate every N optimizer steps",
+                                check=positive)
     report_to: str = option("none", help="HF Trainer reporting integration (none, tensorboard, wandb)")
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..configs import option
+from ..configs import fraction, option, validate
 from ..data import load_examples
 from ..errors import UserError
 from ..stage import stage_dir, stage_settings, write_atomic
@@ -41,7 +41,8 @@ class WarmupConfig(TrainOptions):
     """Warmup LoRA training on a random fraction of the pool (LESS step 1)."""
 
     pool_files: list[str] = option(help="pool data files (JSONL/JSON/Parquet, optionally .gz)")
-    percentage: float = option(0.05, help="fraction of the pool drawn (seeded) for warmup training")
+    percentage: float = option(0.05, help="fraction of the pool drawn (seeded) for warmup training",
+                               check=fraction)
     save_hf_optimizer: bool = option(False, help="also keep the HF Trainer's optimizer.pt/scheduler.pt "
                                                  "in each checkpoint (large; not needed by LESS)")
     overwrite: bool = option(False, help="delete an existing output_dir and train again")
@@ -89,6 +90,7 @@ class LessCheckpointCallback(TrainerCallback):
 
 def run_warmup(config: WarmupConfig) -> Path:
     """Train, write ``<output_dir>/checkpoint-*/`` (see the module docstring); skip if already done."""
+    validate(config)
     out = Path(config.output_dir)
     settings = stage_settings(config, config.pool_files)
     with stage_dir(out, "warmup", settings, overwrite=config.overwrite) as part:
