@@ -1,4 +1,5 @@
-"""Influence scores (docs/method.md, "Influence with checkpoint weights"), streamed over the memory-mapped pool store.
+"""Influence scores streamed over the memory-mapped pool store (docs/method.md, "Influence with
+checkpoint weights").
 
     Inf(z, V_k) = (1/|V_k|) sum_{z' in V_k} sum_i w_i cos(Pi Gamma_i(z), Pi grad_i(z'))
     s(z)        = max_k Inf(z, V_k)

@@ -1,8 +1,9 @@
 """Target-set loss: what LESS's influence estimates try to lower.
 
-The loss of one example is the mean cross-entropy over its completion tokens (docs/method.md, "Per-example loss"); a subtask's
-loss is the mean over its examples, and the macro average is the mean over subtasks. Examples that keep
-no completion token after truncation have no loss: they are counted and left out, never NaN.
+The loss of one example is the mean cross-entropy over its completion tokens (docs/method.md,
+"Per-example loss"); a subtask's loss is the mean over its examples, and the macro average is the mean
+over subtasks. Examples that keep no completion token after truncation have no loss: they are counted
+and left out, never NaN.
 """
 
 from __future__ import annotations

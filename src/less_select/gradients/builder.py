@@ -1,9 +1,9 @@
 """The datastore and target-feature stages: per-example features of every example at every
 checkpoint, projected (several d in one pass), row-normalized and written chunk by chunk.
 
-Pool examples get the Adam-preconditioned gradient, target examples the plain
-gradient (docs/method.md, "Pool feature" and "Target feature"). Work is split into chunks of rows; a chunk is committed only when complete, so a
-crashed build resumes where it stopped and several processes (``torchrun`` ranks, or
+Pool examples get the Adam-preconditioned gradient, target examples the plain gradient
+(docs/method.md, "Pool feature" and "Target feature"). Work is split into chunks of rows; a chunk is
+committed only when complete, so a crashed build resumes where it stopped and several processes (``torchrun`` ranks, or
 ``--num-shards``/``--shard-index``) can build disjoint chunks of one store.
 """
 
