@@ -1,6 +1,7 @@
 """Final training (docs/method.md, "Final training and evaluation"): train any model on a data file
-(usually the LESS selection) with LoRA (the paper's settings) or full fine-tuning, through the same Trainer set-up as warmup
-(``training/hf.py``). The target model is independent of the warmup model (LESS-T).
+(usually the LESS selection) with LoRA (the paper's settings) or full fine-tuning, through the same
+Trainer set-up as warmup (``training/hf.py``). The target model is independent of the warmup model
+(LESS-T).
 
 ``<output_dir>/`` gets the trained model: a PEFT adapter (``adapter_model.safetensors`` +
 ``adapter_config.json``) for ``method: lora`` (a merged full model with ``merge_lora``), the full
