@@ -59,7 +59,7 @@ def run_finetune(config: FinetuneConfig) -> Path:
                                   max_steps=config.max_steps)
         log.info("finetune: %s training of %s on %d examples (%d dropped: no completion token)",
                  config.method, config.model, len(rows), dropped)
-        trainer = make_trainer(model, tokenizer, rows, args)
+        trainer = make_trainer(model, tokenizer, rows, args, loss_reduction=config.loss_reduction)
         result = trainer.train()
         if config.method == "lora" and config.merge_lora:
             trainer.model.merge_and_unload().save_pretrained(part)

@@ -2,8 +2,16 @@
 
 Owns the options both stages have in common (:class:`TrainOptions`, the paper's defaults), loading and
 LoRA-wrapping the model, encoding the training data (examples with no completion token are dropped and
-counted), the ``TrainingArguments`` (AdamW, linear schedule with warmup, effective batch) and the
-``Trainer`` itself. Stages add their own callbacks and outputs on top.
+counted), the ``TrainingArguments`` (AdamW, linear schedule with warmup, effective batch), the loss and
+the ``Trainer`` itself. Stages add their own callbacks and outputs on top.
+
+The loss of an optimizer step (``loss_reduction``):
+
+* ``example`` (default, what LESS optimized: per-device batch 1, gradient accumulation, each micro-batch
+  loss the mean over its completion tokens):  L = (1/B) sum_b (1/T_b) sum_t CE(b, t), the mean over the
+  B examples of the step of each example's mean token loss;
+* ``token``: L = (1/sum_b T_b) sum_b sum_t CE(b, t), every completion token of the step weighted
+  equally (what transformers 5's Trainer does by itself, passing ``num_items_in_batch``).
 """
 
 from __future__ import annotations
@@ -36,7 +44,11 @@ class TrainOptions:
     output_dir: str = option(help="folder to write (written as <output_dir>.part, renamed when complete)")
     lenient: bool = option(False, help="skip malformed records (counted) instead of failing")
     template: Template = option("auto", help="auto (chat template if the tokenizer has one, else "
-                                             "Tulu), tulu or chat_template")
+                                             "Tulu), tulu (LESS's, ends in </s> and a newline), "
+                                             "tulu_stripped (no final newline) or chat_template")
+    loss_reduction: Literal["example", "token"] = option(
+        "example", help="loss of a step: example (mean over examples of each one's mean token loss, "
+                        "as LESS trained) or token (mean over all completion tokens of the step)")
     max_seq_length: int = option(2048, help="truncate encoded examples to this many tokens",
                                  check=positive)
     max_examples: int | None = option(None, help="train on at most this many examples (quick runs)",
@@ -180,9 +192,32 @@ def training_arguments(opts: TrainOptions, output_dir: str | Path, *, save_strat
     )
 
 
-def make_trainer(model, tokenizer, dataset: list[Encoded], args, callbacks=()):
-    """An HF ``Trainer`` over a list of :class:`Encoded` rows, padded by ``data.batching.collate``."""
+def example_mean_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Mean over the micro-batch's examples of each example's mean completion-token loss.
+
+    The Trainer then divides by the accumulation steps, so a step's loss is the mean over all its
+    examples of per-example means (``num_items_in_batch``, the step's token count, is ignored).
+    """
+    logits = outputs["logits"][:, :-1].float()                       # position t predicts t + 1
+    target = labels[:, 1:].to(logits.device)
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100,
+                                           reduction="none")          # [B, T-1]
+    counts = (target != -100).sum(dim=1)
+    per_example = ce.sum(dim=1) / counts.clamp(min=1)
+    return per_example[counts > 0].mean()
+
+
+def make_trainer(model, tokenizer, dataset: list[Encoded], args, callbacks=(),
+                 loss_reduction: str = "example"):
+    """An HF ``Trainer`` over a list of :class:`Encoded` rows, padded by ``data.batching.collate``,
+    with the step loss ``loss_reduction`` (see the module docstring)."""
     from transformers import Trainer
-    return Trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                   data_collator=functools.partial(collate, pad_token_id=tokenizer.pad_token_id),
-                   callbacks=list(callbacks))
+    if loss_reduction not in ("example", "token"):
+        raise UserError(f"loss_reduction must be example or token, got {loss_reduction!r}")
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      data_collator=functools.partial(collate, pad_token_id=tokenizer.pad_token_id),
+                      callbacks=list(callbacks),
+                      compute_loss_func=example_mean_loss if loss_reduction == "example" else None)
+    if loss_reduction == "example":
+        trainer.loss_is_scaled_for_ga = False  # a per-micro-batch mean: the Trainer divides by GA
+    return trainer

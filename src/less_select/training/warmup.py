@@ -114,7 +114,8 @@ def run_warmup(config: WarmupConfig) -> Path:
         log.info("warmup: training on %d examples (%d dropped: no completion token), %d epoch(s), "
                  "batch %d x %d accumulation", len(rows), dropped, config.epochs,
                  args.per_device_train_batch_size, args.gradient_accumulation_steps)
-        trainer = make_trainer(model, tokenizer, rows, args, [LessCheckpointCallback(config.model)])
+        trainer = make_trainer(model, tokenizer, rows, args, [LessCheckpointCallback(config.model)],
+                               loss_reduction=config.loss_reduction)
         trainer.train()
         ckpts = list_checkpoints(part)
         if len(ckpts) != config.epochs:
