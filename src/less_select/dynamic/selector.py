@@ -159,7 +159,7 @@ class DynamicLessSelection(TrainerCallback):
         if all(gather_in_rank_order(cached is not None)):  # every rank must agree: scoring is collective
             log.info("dynamic LESS: reusing %s", self._path(start))
             return cached
-        return self._reselect(start, model, optimizer)
+        return self.reselect(start, model, optimizer)
 
     def _warmup_selection(self) -> list[int]:
         n = self.options.warmup_step * self.global_batch
@@ -186,7 +186,7 @@ class DynamicLessSelection(TrainerCallback):
 
     # ------------------------------------------------------------------ one re-selection
 
-    def _reselect(self, step: int, model, optimizer) -> list[int]:
+    def reselect(self, step: int, model, optimizer) -> list[int]:
         o = self.options
         need = o.update_step * self.global_batch
         excluded = self._trained_before(step) if o.exclude_trained else set()

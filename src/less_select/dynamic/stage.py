@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -24,7 +25,7 @@ from ..configs import option
 from ..data import load_examples
 from ..data.encode import encode_all
 from ..errors import UserError
-from ..stage import stage_dir, stage_settings, write_atomic
+from ..stage import stage_dir, stage_settings, stage_status, write_atomic
 from ..training.hf import TrainOptions, encode_for_training, load_for_training, make_trainer, \
     training_arguments
 from .config import DynamicOptions
@@ -80,6 +81,21 @@ def _check_partial(part: Path, settings: dict) -> None:
     write_atomic(f, text)
 
 
+def _inputs(config: DynamicTrainConfig):
+    """Pool rows, their examples and target rows, checked against the schedule before any output."""
+    from ..modeling import load_tokenizer
+    from ..training.hf import accumulation_steps, world_size
+    examples, _ = load_examples(config.pool_files, lenient=config.lenient)
+    if config.max_examples is not None and len(examples) > config.max_examples:
+        examples = examples[:config.max_examples]
+    tokenizer = load_tokenizer(config.model)
+    rows, kept, dropped = encode_for_training(examples, tokenizer, config)
+    targets, labels = _targets(config, tokenizer)
+    global_batch = config.per_device_batch_size * accumulation_steps(config) * world_size()
+    _dynamic_options(config).check(len(rows), global_batch)
+    return rows, kept, dropped, targets, labels
+
+
 def run_dynamic_train(config: DynamicTrainConfig) -> Path:
     """Train with dynamic LESS selection and save the model to ``output_dir`` (see module docstring)."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -88,18 +104,17 @@ def run_dynamic_train(config: DynamicTrainConfig) -> Path:
     out = Path(config.output_dir)
     part = out.with_name(out.name + ".part")
     settings = stage_settings(config, config.pool_files)
-    if config.overwrite and part.exists():
+    if not config.overwrite and stage_status(out, settings) == "done":
+        log.info("dynamic-train: %s is up to date with these settings; skipping", out)
+        return out
+    rows, kept, dropped, targets, labels = _inputs(config)
+    if config.overwrite and part.exists() and os.environ.get("RANK", "0") == "0":
         shutil.rmtree(part)
     with stage_dir(out, "dynamic-train", settings, overwrite=config.overwrite, resume=True) as part:
         if part is None:
             return out
         _check_partial(part, settings)
-        examples, _ = load_examples(config.pool_files, lenient=config.lenient)
-        if config.max_examples is not None and len(examples) > config.max_examples:
-            examples = examples[:config.max_examples]
         model, tokenizer = load_for_training(config, config.method)
-        rows, kept, dropped = encode_for_training(examples, tokenizer, config)
-        targets, labels = _targets(config, tokenizer)
         opts = _dynamic_options(config)
         args = training_arguments(config, part, save_strategy="steps", save_only_model=False,
                                   max_steps=opts.total_steps)

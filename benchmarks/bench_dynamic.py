@@ -1,0 +1,297 @@
+"""Dynamic LESS selection (``less-select dynamic-train``): cost of one re-selection and quality.
+
+(a) cost: seconds of one re-selection in our default mode (a seeded candidate subset of 4 x the
+    examples needed, token-budget batches of per-example gradients, sparse projection) against a
+    DataFlex-style reference mode (the whole pool, batch size 1, dense Rademacher projection) and a
+    middle mode (whole pool, batched, sparse), on the same model, optimizer state and pool; modes
+    interleaved A B C A B C, ``--repeats`` times; the ratio is of medians in the same run.
+(b) quality: target-set loss after the same number of optimizer steps for dynamic LESS, static LESS
+    (one selection from the state at the end of the warmup steps), random, and the full pool (one
+    epoch, more steps: disclosed in the table), over ``--seeds`` seeds, on the demo data (plus its
+    held-out loss and exact match) and on a real pool from ``--data-dir`` with an MMLU target.
+
+    python benchmarks/bench_dynamic.py --data-dir ../shared/data          # writes results/dynamic.json
+    python benchmarks/bench_dynamic.py --quick                              # seconds-scale smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, loadavg, machine_info  # noqa: E402
+
+from less_select.data import load_examples  # noqa: E402
+from less_select.data.example import Example  # noqa: E402
+
+log = logging.getLogger("bench_dynamic")
+LORA = dict(lora_r=8, lora_alpha=16, lora_dropout=0.0, lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+# --------------------------------------------------------------------------- data and models
+
+def demo_setup(work: Path, quick: bool, pool_size: int):
+    from less_select.demo.pretrain import pretrain_tiny_model, pretraining_texts, tulu_texts
+    from less_select.demo.tasks import make_demo_data, read_jsonl
+    data = make_demo_data(work / "demo_data", seed=0, pool_size=300 if quick else pool_size,
+                          n_test=40 if quick else 60)
+    model_dir = work / "demo_model"
+    if not (model_dir / "config.json").is_file():
+        recs = read_jsonl(data.pool)
+        pretrain_tiny_model(model_dir, pretraining_texts(recs), tokenizer_texts=tulu_texts(recs),
+                            seed=0, epochs=1 if quick else 4)
+    targets = [Example(id=r["id"], messages=r["messages"], subtask=r["subtask"])
+               for r in read_jsonl(data.target)]
+    tests = read_jsonl(data.test)
+    return {"name": "demo (add_word target)", "pool_files": [str(data.pool)], "task": str(data.target),
+            "model": str(model_dir), "target_examples": targets, "heldout_records": tests}
+
+
+def real_setup(work: Path, data_dir: Path, quick: bool, n_subjects: int, pool_size: int):
+    """A mixed real pool (FLAN CoT, T0, Alpaca-GPT4) and an MMLU target (first subjects, 5 dev rows
+    each, the LESS format), as a target file with one subtask per subject."""
+    from less_select.demo.pretrain import pretrain_tiny_model, tulu_texts
+    from less_select.evaluation.targets import build_mmlu_targets
+    n = 300 if quick else pool_size
+    per = {"cot/cot_data.jsonl": int(0.4 * n), "t0/t0_data.jsonl": int(0.4 * n),
+           "alpaca_gpt4/alpaca_gpt4_data.jsonl": n - 2 * int(0.4 * n)}
+    pool_file = work / "real_pool.jsonl"
+    if not pool_file.is_file():
+        rng = random.Random(0)
+        lines = []
+        for rel, n in per.items():
+            exs, _ = load_examples([str(data_dir / "train" / "processed" / rel)], max_per_file=5000)
+            for ex in rng.sample(exs, n):
+                lines.append(json.dumps({"id": ex.id, "task": rel.split("/")[0], "messages": ex.messages}))
+        rng.shuffle(lines)
+        pool_file.write_text("\n".join(lines) + "\n")
+    root = data_dir / "eval" / "mmlu"
+    subjects = sorted(p.name[:-len("_test.csv")] for p in (root / "test").glob("*_test.csv"))[:n_subjects]
+    targets = build_mmlu_targets(data_dir, subjects=subjects)
+    target_file = work / "mmlu_targets.jsonl"
+    target_file.write_text("".join(json.dumps({"id": t.id, "prompt": t.prompt, "completion": t.completion,
+                                               "subtask": t.subtask}) + "\n" for t in targets))
+    model_dir = work / "real_model"
+    if not (model_dir / "config.json").is_file():
+        recs = [json.loads(l) for l in pool_file.read_text().splitlines()]
+        texts = tulu_texts(recs) + [t.prompt + t.completion for t in targets]
+        pretrain_tiny_model(model_dir, tulu_texts(recs), tokenizer_texts=texts, seed=0,
+                            epochs=1 if quick else 3, vocab_size=1024, max_seq_length=256)
+    return {"name": f"real pool ({sum(per.values())}: cot/t0/alpaca) -> MMLU ({n_subjects} subjects)",
+            "pool_files": [str(pool_file)], "task": str(target_file), "model": str(model_dir),
+            "target_examples": load_examples([str(target_file)])[0], "heldout_records": None}
+
+
+# --------------------------------------------------------------------------- (a) re-selection cost
+
+def cost_benchmark(setup: dict, work: Path, repeats: int, proj_dim: int, quick: bool) -> dict:
+    from less_select.data.batching import collate
+    from less_select.dynamic import DynamicLessSelection, DynamicOptions
+    from less_select.dynamic.stage import DynamicTrainConfig, _targets
+    from less_select.training.hf import encode_for_training, load_for_training
+    cfg = DynamicTrainConfig(model=setup["model"], output_dir=str(work / "unused"), pool_files=setup["pool_files"],
+                             task=setup["task"], max_seq_length=256, dtype="float32", seed=0, **LORA)
+    model, tok = load_for_training(cfg, "lora")
+    examples, _ = load_examples(setup["pool_files"])
+    rows, kept, _ = encode_for_training(examples, tok, cfg)
+    targets, labels = _targets(cfg, tok)
+    gb, update_step = 8, 5
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(10):  # a real (short) warmup, so exp_avg/exp_avg_sq and LoRA B are those of training
+        idx = torch.randint(len(rows), (gb,), generator=g).tolist()
+        model(**collate([rows[i] for i in idx], tok.pad_token_id)).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    base = dict(warmup_step=0, update_step=update_step, update_times=1, proj_dim=proj_dim)
+    modes = {
+        "ours (4x candidates, batched, sparse)": DynamicOptions(**base),
+        "ours, whole pool (batched, sparse)": DynamicOptions(**base, candidates=-1),
+        "DataFlex-style reference (whole pool, batch 1, dense)": DynamicOptions(
+            **base, candidates=-1, max_batch_size=1, projector="rademacher"),
+    }
+    sels = {}
+    for name, opts in modes.items():
+        sel = DynamicLessSelection(rows, targets, labels, opts, global_batch=gb, pad_token_id=tok.pad_token_id,
+                                   selections_dir=work / "cost_selections" / str(len(sels)))
+        sel.on_train_begin(SimpleNamespace(max_steps=opts.total_steps, per_device_train_batch_size=gb,
+                                           gradient_accumulation_steps=1, world_size=1, seed=0), None, None)
+        sels[name] = sel
+    times = {name: [] for name in modes}
+    loads = []
+    for rep in range(repeats):
+        for name, sel in sels.items():          # interleaved: A B C A B C ...
+            t0 = time.perf_counter()
+            sel.reselect(10 + rep, model, opt)
+            times[name].append(time.perf_counter() - t0)
+            loads.append(loadavg())
+            log.info("cost rep %d %s: %.2fs", rep, name, times[name][-1])
+    ref = statistics.median(times["DataFlex-style reference (whole pool, batch 1, dense)"])
+    out = {"setup": setup["name"], "pool": len(rows), "targets": len(targets), "global_batch": gb,
+           "update_step": update_step, "needed_per_reselection": gb * update_step, "proj_dim": proj_dim,
+           "lora_params": sels[next(iter(sels))]._projector.total_params, "repeats": repeats,
+           "loadavg_during": [min(loads), max(loads)], "modes": {}}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        out["modes"][name] = {"seconds": [round(t, 3) for t in ts], "median": round(med, 3),
+                              "min": round(min(ts), 3), "max": round(max(ts), 3),
+                              "ratio_to_reference": round(med / ref, 4),
+                              "candidates": sels[name].records[-1]["n_candidates"]}
+    return out
+
+
+# --------------------------------------------------------------------------- (b) quality
+
+def train_method(method: str, setup: dict, out: Path, seed: int, sched: dict, quick: bool) -> dict:
+    from less_select.dynamic.stage import DynamicTrainConfig, run_dynamic_train
+    from less_select.training.finetune import FinetuneConfig, run_finetune
+    common = dict(model=setup["model"], output_dir=str(out), seed=seed, max_seq_length=256, dtype="float32",
+                  learning_rate=3e-3, warmup_ratio=0.0, lr_scheduler="constant", per_device_batch_size=8,
+                  effective_batch_size=8, logging_steps=50, **LORA)
+    w, u, t = sched["warmup_step"], sched["update_step"], sched["update_times"]
+    t0 = time.perf_counter()
+    if method == "full":
+        cfg = FinetuneConfig(train_files=setup["pool_files"], epochs=1, method="lora", **common)
+        run_finetune(cfg)
+        steps = json.loads((out / "training_summary.json").read_text())["steps"]
+    else:
+        schedule = {"dynamic": dict(warmup_step=w, update_step=u, update_times=t),
+                    "static": dict(warmup_step=w, update_step=u * t, update_times=1, candidates=-1),
+                    "random": dict(warmup_step=w + u * t, update_step=1, update_times=0)}[method]
+        cfg = DynamicTrainConfig(pool_files=setup["pool_files"], task=setup["task"], proj_dim=2048,
+                                 save_steps=10_000, **schedule, **common)
+        run_dynamic_train(cfg)
+        steps = cfg.total_steps
+    return {"steps": steps, "train_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def evaluate(setup: dict, adapter: Path) -> dict:
+    from less_select.demo.evaluate import completion_loss, exact_match_accuracy
+    from less_select.evaluation.loss import target_loss
+    from less_select.modeling import load_model_with_adapter, load_tokenizer
+    tok = load_tokenizer(setup["model"])
+    model = load_model_with_adapter(setup["model"], str(adapter), "float32", torch.device("cpu"))
+    res = {"target_loss": target_loss(model, tok, setup["target_examples"], max_seq_length=256)["average"]["loss"]}
+    if setup["heldout_records"]:
+        res["heldout_loss"] = completion_loss(model, tok, setup["heldout_records"])
+        res["heldout_exact_match"] = exact_match_accuracy(model, tok, setup["heldout_records"], max_new_tokens=20)
+    return res
+
+
+def quality_benchmark(setup: dict, work: Path, seeds: list[int], sched: dict, quick: bool) -> dict:
+    methods = ["dynamic", "static", "random", "full"]
+    runs = {m: [] for m in methods}
+    for seed in seeds:
+        for m in methods:
+            out = work / f"seed{seed}" / m
+            info = train_method(m, setup, out, seed, sched, quick)
+            info.update(evaluate(setup, out))
+            info["seed"] = seed
+            runs[m].append(info)
+            log.info("quality %s seed %d %s: %s", setup["name"], seed, m, info)
+    summary = {}
+    for m, rs in runs.items():
+        summary[m] = {"steps": rs[0]["steps"]}
+        for key in rs[0]:
+            if key in ("steps", "seed", "train_seconds"):
+                continue
+            vals = [r[key] for r in rs]
+            summary[m][key] = {"mean": round(statistics.mean(vals), 4),
+                               "std": round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0,
+                               "values": [round(v, 4) for v in vals]}
+        summary[m]["train_seconds_mean"] = round(statistics.mean(r["train_seconds"] for r in rs), 1)
+    best = min(methods, key=lambda m: summary[m]["target_loss"]["mean"])
+    return {"setup": setup["name"], "schedule": sched, "seeds": seeds, "methods": summary,
+            "lowest_target_loss": best, "runs": runs}
+
+
+# --------------------------------------------------------------------------- report
+
+def print_tables(result: dict) -> None:
+    c = result.get("cost")
+    if c:
+        print(f"\n(a) one re-selection, {c['setup']}: pool {c['pool']}, {c['targets']} targets, "
+              f"{c['needed_per_reselection']} examples chosen, d={c['proj_dim']}, P={c['lora_params']}, "
+              f"{c['repeats']} interleaved repeats, load {c['loadavg_during']}")
+        print(f"{'mode':58s} {'cand':>5s} {'median s':>9s} {'min-max s':>14s} {'x ref':>7s}")
+        for name, m in c["modes"].items():
+            print(f"{name:58s} {m['candidates']:5d} {m['median']:9.2f} {m['min']:6.2f}-{m['max']:<7.2f} "
+                  f"{m['ratio_to_reference']:7.3f}")
+    for q in result.get("quality", []):
+        print(f"\n(b) {q['setup']}, seeds {q['seeds']}, schedule {q['schedule']}")
+        keys = [k for k in ("target_loss", "heldout_loss", "heldout_exact_match") if k in q["methods"]["dynamic"]]
+        print(f"{'method':10s} {'steps':>5s} " + " ".join(f"{k:>22s}" for k in keys) + f" {'train s':>8s}")
+        for m, s in q["methods"].items():
+            cells = " ".join(f"{s[k]['mean']:>13.4f} ± {s[k]['std']:<6.4f}" for k in keys)
+            print(f"{m:10s} {s['steps']:5d} {cells} {s['train_seconds_mean']:8.1f}")
+        print(f"lowest mean target loss: {q['lowest_target_loss']}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+                    help="LESS data folder (train/processed, eval/mmlu); the real-data part is skipped if absent")
+    ap.add_argument("--work", default="/tmp/less_bench_dynamic", help="scratch folder (models, runs)")
+    ap.add_argument("--out", default=str(RESULTS / "dynamic.json"))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--proj-dim", type=int, default=4096, help="d of the cost benchmark (DataFlex's example)")
+    ap.add_argument("--mmlu-subjects", type=int, default=5)
+    ap.add_argument("--demo-pool", type=int, default=600, help="demo pool size")
+    ap.add_argument("--real-pool", type=int, default=500, help="real pool size (40%% cot, 40%% t0, 20%% alpaca)")
+    ap.add_argument("--schedule", type=int, nargs=3, default=[5, 5, 3], metavar=("WARMUP", "UPDATE", "TIMES"),
+                    help="warmup_step update_step update_times of the quality runs")
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--only-cost", action="store_true", help="alias of --skip-quality")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("less_select", "transformers", "accelerate"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    torch.set_num_threads(1)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(args.data_dir)
+    has_real = (data_dir / "train" / "processed").is_dir() and (data_dir / "eval" / "mmlu").is_dir()
+    result = {"machine": machine_info(), "command": " ".join(sys.argv), "quick": args.quick}
+    setups = [demo_setup(work, args.quick, args.demo_pool)]
+    if has_real:
+        setups.append(real_setup(work, data_dir, args.quick, 3 if args.quick else args.mmlu_subjects,
+                                 args.real_pool))
+    else:
+        log.warning("%s has no real pool/MMLU: real-data part skipped", data_dir)
+    result["cost"] = cost_benchmark(setups[-1], work / "cost", args.repeats, args.proj_dim, args.quick)
+    _write(args.out, result)
+    if not (args.skip_quality or args.only_cost):
+        w, u, t = (2, 2, 2) if args.quick else args.schedule
+        sched = dict(warmup_step=w, update_step=u, update_times=t)
+        result["quality"] = []
+        for s in setups:
+            result["quality"].append(quality_benchmark(s, work / s["name"].split()[0], args.seeds, sched, args.quick))
+            _write(args.out, result)
+    result["machine"]["loadavg_at_end"] = loadavg()
+    _write(args.out, result)
+    print_tables(result)
+    return 0
+
+
+def _write(path: str, result: dict) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=str))
+    tmp.replace(p)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
