@@ -183,3 +183,21 @@ def test_max_examples_writes_the_capped_pool_once(tmp_path, pool_file):
     assert prepare_pool(cfg, tmp_path / "o") == files and Path(files[0]).stat().st_mtime_ns == mtime
     comp = pool_composition(files, False)
     assert comp["n"] == 5 and comp["by_source"] == {"pool.jsonl": 5}
+
+
+@pytest.mark.slow
+def test_compare_runs_the_robust_preset_as_its_own_less_method(tmp_path, tiny_model_dir, target_file):
+    pool = write_jsonl(tmp_path / "pool.jsonl", make_pool_records(24, seed=0))
+    report = tiny_compare(tmp_path, tiny_model_dir, [pool], target_file, methods=["less", "less_robust"],
+                          include_full=False)
+    out = tmp_path / "cmp"
+    faithful = json.loads((out / "less_run" / "datastore" / "manifest.json").read_text())
+    robust = json.loads((out / "less_robust_run" / "datastore" / "manifest.json").read_text())
+    assert faithful["loss_tokens"] == "completion" and robust["loss_tokens"] == "sequence"
+    sel = {m: json.loads((Path(report["selections"][m]["dir"]) / "selection.json").read_text())
+           for m in ("less", "less_robust")}
+    assert sel["less"]["subtask_rule"] == "max" and sel["less_robust"]["subtask_rule"] == "balanced"
+    assert {r["method"] for r in report["rows"]} >= {"less", "less_robust"}
+    with pytest.raises(UserError, match="contradicts preset 'robust'"):
+        tiny_compare(tmp_path / "x", tiny_model_dir, [pool], target_file, methods=["less_robust"],
+                     datastore={"dims": [16], "loss_tokens": "completion"})

@@ -55,6 +55,8 @@ STAGES: dict[str, tuple[str, str, str]] = {
                 "less_select.gradients.builder:TargetsConfig", "less_select.gradients.builder:run_targets"),
     "select": ("Influence scores and top-k selection.",
                "less_select.selection:SelectConfig", "less_select.selection:run_select"),
+    "fuse": ("Hybrid selection: rank fusion of several selection folders (e.g. LESS + RDS+).",
+             "less_select.fusion:FuseConfig", "less_select.fusion:run_fuse"),
     "baseline": ("Select with a baseline method (random, bm25, dsir, rds, rds_plus).",
                  "less_select.baselines.stage:BaselineConfig", "less_select.baselines.stage:run_baseline"),
     "train": ("Train a model (LoRA or full) on a selection.",

@@ -47,6 +47,8 @@ from .stage import stage_dir, stage_status, write_atomic
 log = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ("less", "random", "bm25", "dsir", "rds", "rds_plus")
+# LESS methods of compare -> the pipeline preset each runs with (presets.py); each gets its own run
+LESS_METHODS = {"less": None, "less_robust": "robust"}
 SECTIONS = ("warmup", "datastore", "targets", "select", "train", "eval", "baselines")
 # Keys of a section that compare sets itself (from its own fields or the connecting paths).
 RESERVED = {
@@ -78,7 +80,7 @@ class CompareConfig(BudgetConfig):
     data_dir: str = option("", help="LESS data folder holding eval/ (for bbh, mmlu, tydiqa)")
     output_dir: str = option("", help="comparison folder (see the module docstring for its layout)")
     methods: list[str] = option(factory=lambda: list(DEFAULT_METHODS),
-                                help="selection methods: less and any of random, bm25, dsir, rds, "
+                                help="selection methods: less, less_robust (the robust preset, presets.py) and any of random, bm25, dsir, rds, "
                                      "rds_plus")
     include_full: bool = option(False, help="also train on the whole pool (row 'full')")
     include_base: bool = option(True, help="also evaluate the untrained train_model (row 'base')")
@@ -125,14 +127,11 @@ def load_compare_config(config: CompareConfig | dict) -> CompareConfig:
     if isinstance(config, dict):
         config = from_dict(CompareConfig, config, where="compare")
     if config.config:
-        import yaml
+        from .pipeline import read_yaml
         path = Path(config.config)
         if not path.is_file():
             raise UserError(f"{path}: no such compare config")
-        try:
-            base = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path}: invalid YAML ({exc})") from None
+        base = read_yaml(path) or {}
         if not isinstance(base, dict):
             raise UserError(f"{path}: a compare config must be a mapping")
         defaults = CompareConfig()
@@ -160,7 +159,7 @@ def load_compare_config(config: CompareConfig | dict) -> CompareConfig:
             raise UserError(f"compare: {name}.{bad[0]} is set by compare itself; use compare's own "
                             f"options (model, train_model, data, task, data_dir, output_dir, "
                             f"percentage, top_k, max_examples)")
-    unknown = sorted(set(config.baselines) - set(config.methods) - {"less"})
+    unknown = sorted(set(config.baselines) - set(config.methods) - set(LESS_METHODS))
     if unknown:
         raise UserError(f"compare: baselines.{unknown[0]} is not one of the chosen methods "
                         f"{', '.join(config.methods)}")
@@ -169,7 +168,7 @@ def load_compare_config(config: CompareConfig | dict) -> CompareConfig:
 
 def _check_methods(methods: list[str]) -> None:
     from .baselines import BASELINES
-    valid = ["less", *sorted(BASELINES)]
+    valid = [*LESS_METHODS, *sorted(BASELINES)]
     if not methods:
         raise UserError("compare: choose at least one method")
     for m in methods:
@@ -401,11 +400,13 @@ def run_compare(config: CompareConfig | dict) -> dict:
     selections: dict[str, dict] = {}
     selection_dirs: dict[str, Path] = {}
 
-    # 1. LESS through the pipeline, stage by stage so each stage's seconds are known.
-    if "less" in cfg.methods:
-        run_dir = out / "less_run"
+    # 1. LESS (and its presets) through the pipeline, stage by stage so each stage's seconds are known.
+    for method in cfg.methods:
+        if method not in LESS_METHODS:
+            continue
+        run_dir = out / f"{method}_run"
         pcfg = {"run_dir": str(run_dir), "model": cfg.model, "data": pool, "data_dir": cfg.data_dir,
-                "warmup": opts["warmup"], "datastore": opts["datastore"],
+                "preset": LESS_METHODS[method], "warmup": opts["warmup"], "datastore": opts["datastore"],
                 "targets": [{"task": cfg.task, **opts["targets"]}],
                 "select": {"percentage": cfg.percentage, "top_k": cfg.top_k, **opts["select"]}}
         markers = {"warmup": run_dir / "warmup", "datastore": run_dir / "datastore",
@@ -413,19 +414,19 @@ def run_compare(config: CompareConfig | dict) -> dict:
         breakdown, reused = {}, {}
         result = None
         for stage, folder in markers.items():
-            log.info("compare: less %s", stage)
+            log.info("compare: %s %s", method, stage)
             result, secs, was_reused = costs.timed(
-                f"less/{stage}", folder / "stage.json",
-                lambda s=stage: run_pipeline(pcfg, where="compare", only=[s]))
+                f"{method}/{stage}", folder / "stage.json",
+                lambda s=stage, p=pcfg: run_pipeline(p, where="compare", only=[s]))
             breakdown[stage], reused[stage] = secs, was_reused
-        selections["less"] = result[f"select/{name}"]
-        selection_dirs["less"] = markers["select"]
-        selections["less"]["cost"] = {"seconds": sum(breakdown.values()), "breakdown": breakdown,
+        selections[method] = result[f"select/{name}"]
+        selection_dirs[method] = markers["select"]
+        selections[method]["cost"] = {"seconds": sum(breakdown.values()), "breakdown": breakdown,
                                       "reused": reused}
 
     # 2. The baselines, each into its own selection folder.
     for method in cfg.methods:
-        if method == "less":
+        if method in LESS_METHODS:
             continue
         sel_dir = out / "selections" / method
         b_cfg = from_dict(BaselineConfig, {

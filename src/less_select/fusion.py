@@ -12,11 +12,19 @@ and a cosine live on different scales) and rewards rows that several methods ran
 
 from __future__ import annotations
 
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .subtask_rules import rank_order
+from .configs import option
+from .errors import UserError
+from .selection import BudgetConfig
+from .subtask_rules import SubtaskRuleName, rank_order
 
 RRF_CONSTANT = 60.0
 
@@ -56,3 +64,83 @@ def align_columns(per_subtask: np.ndarray, names: Sequence[str], wanted: Sequenc
         raise ValueError(f"subtasks {missing} missing from {list(names)}")
     idx = [list(names).index(w) for w in wanted]
     return np.asarray(per_subtask)[:, idx]
+
+
+# --------------------------------------------------------------------------- the ``fuse`` stage
+
+@dataclass
+class FuseConfig(BudgetConfig):
+    """Hybrid selection: rank fusion of finished selection folders of the same pool and targets
+    (LESS from ``select``, baselines from ``baseline``), ranked by a subtask rule."""
+
+    selections: list[str] = option(factory=list, help=(
+        "Selection folders to fuse (each with per_subtask_scores.npy and scores.csv), e.g. a LESS "
+        "selection and an rds_plus baseline selection of the same pool and targets."))
+    weights: list[float] = option(factory=list, help="One weight per selection (default: all 1).")
+    output_dir: str = option("", help="Selection folder to write.")
+    subtask_rule: SubtaskRuleName = option("balanced", help=(
+        "max (over subtasks) or balanced (round-robin over subtasks) on the fused scores."))
+    overwrite: bool = option(False, help="Rerun even if the output exists with other settings.")
+
+
+def _read_selection(folder: Path) -> tuple[np.ndarray, list[str], dict[tuple[str, int], int]]:
+    """(per-subtask scores, subtask names, (file, line) -> row) of one selection folder."""
+    for name in ("per_subtask_scores.npy", "scores.csv", "selection.json"):
+        if not (folder / name).is_file():
+            raise UserError(f"{folder}: not a finished selection folder (no {name})")
+    per_subtask = np.load(folder / "per_subtask_scores.npy")
+    names = json.loads((folder / "selection.json").read_text()).get("subtasks") or ["all"]
+    rows = {}
+    with open(folder / "scores.csv", encoding="utf-8", newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["status"] == "scored":
+                if not r.get("row"):
+                    raise UserError(f"{folder}/scores.csv has no row column; rerun that selection")
+                rows[(str(Path(r["file"]).resolve()), int(r["line"]))] = int(r["row"])
+    if len(rows) != per_subtask.shape[0] or len(names) != per_subtask.shape[1]:
+        raise UserError(f"{folder}: scores.csv, selection.json and per_subtask_scores.npy disagree; "
+                        "rerun that selection")
+    return per_subtask, [str(n) for n in names], rows
+
+
+def run_fuse(config: FuseConfig) -> dict:
+    """Fuse the selections' per-subtask ranks and write a selection folder like any method's."""
+    from .data import load_examples
+    from .selection import write_selection
+    from .stage import stage_dir, stage_settings
+    if len(config.selections) < 2 or not config.output_dir:
+        raise UserError("fuse needs at least two --selections and --output-dir")
+    weights = config.weights or [1.0] * len(config.selections)
+    if len(weights) != len(config.selections) or not all(math.isfinite(w) and w >= 0 for w in weights) \
+            or sum(weights) <= 0:
+        raise UserError(f"--weights needs one finite non-negative weight per selection, got {weights}")
+    parts = [_read_selection(Path(s)) for s in config.selections]
+    subtasks = parts[0][1]
+    keys = sorted(parts[0][2])
+    for folder, (_, names, rows) in zip(config.selections[1:], parts[1:]):
+        if sorted(rows) != keys:
+            raise UserError(f"{folder} scored other pool examples than {config.selections[0]}; "
+                            "fuse selections of the same pool")
+        if sorted(names) != sorted(subtasks) and names != ["all"]:
+            raise UserError(f"{folder}: subtasks {names} differ from {subtasks}")
+    mats = []
+    for m, names, rows in parts:
+        m = m[[rows[k] for k in keys]]
+        mats.append(np.repeat(m, len(subtasks), axis=1) if names == ["all"] else
+                    align_columns(m, names, subtasks))
+    fused = reciprocal_rank_fusion(mats, weights)
+    files = sorted({k[0] for k in keys})
+    settings = stage_settings(config, files)
+    with stage_dir(config.output_dir, "fuse", settings, overwrite=config.overwrite) as part:
+        if part is None:
+            return json.loads((Path(config.output_dir) / "selection.json").read_text())
+        examples, _ = load_examples(files)
+        by_key = {(str(Path(e.source).resolve()), e.line): e for e in examples}
+        rows = [by_key[k] for k in keys]
+        scored = set(keys)
+        unscored = [(e, "not scored by the fused selections") for k, e in by_key.items()
+                    if k not in scored]
+        return write_selection(part, rows, None, config, "hybrid", n_pool=len(examples),
+                               unscored=unscored, per_subtask=fused, subtasks=subtasks,
+                               subtask_rule=config.subtask_rule,
+                               extra={"fused": list(config.selections), "weights": weights})

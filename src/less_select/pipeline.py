@@ -26,7 +26,7 @@ from .errors import UserError
 log = logging.getLogger(__name__)
 
 SECTIONS = ("warmup", "datastore", "targets", "select", "train", "eval")
-TOP_LEVEL = {"run_dir", "model", "data", "data_dir", *SECTIONS}
+TOP_LEVEL = {"run_dir", "model", "data", "data_dir", "preset", *SECTIONS}  # preset: presets.py
 
 
 DATA_SUFFIXES = (".gz", ".jsonl", ".json", ".parquet")
@@ -118,10 +118,11 @@ def load_pipeline_config(path: str | Path) -> dict[str, Any]:
 
 
 def _section(cfg: dict, name: str, where: str) -> dict:
+    from .presets import preset_section
     sec = cfg.get(name) or {}
     if not isinstance(sec, dict):
         raise UserError(f"{where}: section '{name}' must be a mapping")
-    return dict(sec)
+    return preset_section(cfg.get("preset"), name, sec, where)
 
 
 def _stage_configs(cfg: dict[str, Any], where: str) -> tuple[Any, Any, list[tuple]]:
@@ -151,6 +152,12 @@ def _stage_configs(cfg: dict[str, Any], where: str) -> tuple[Any, Any, list[tupl
         if not isinstance(tsec, dict) or "task" not in tsec:
             raise UserError(f"{where}: targets[{i}] must be a mapping with a 'task'")
     names = target_names([str(t["task"]) for t in targets], where)
+    # checked here even without targets (then select/train never run, but a typo is still a typo)
+    from_dict(SelectConfig, {"datastore": "-", "targets": "-", "output_dir": "-",
+                             **_section(cfg, "select", where)}, where=f"{where}: select")
+    if cfg.get("train") is not None:
+        from_dict(FinetuneConfig, {"model": cfg["model"], "train_files": ["-"], "output_dir": "-",
+                                   **_section(cfg, "train", where)}, where=f"{where}: train")
     if cfg.get("eval") is not None:  # checked here; built per model in _evaluate
         from_dict(EvalConfig, {"model": cfg["model"], "task": "loss:x",
                                **{k: v for k, v in _section(cfg, "eval", where).items() if k != "tasks"}},

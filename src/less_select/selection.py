@@ -25,6 +25,7 @@ from .configs import fraction, non_negative, option
 from .data import Example
 from .errors import UserError
 from .stage import write_atomic
+from .subtask_rules import SUBTASK_RULES, SubtaskRuleName, get_rule, rank_order  # noqa: F401 (re-export)
 
 log = logging.getLogger(__name__)
 
@@ -50,27 +51,40 @@ class BudgetConfig:
         return f"top_k{self.top_k}" if self.top_k > 0 else f"top_p{self.percentage:g}"
 
 
-def rank_order(scores: np.ndarray) -> np.ndarray:
-    """Indices by descending score; ties by ascending index (deterministic, platform independent)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if np.isnan(scores).any():
-        raise UserError(f"{int(np.isnan(scores).sum())} score(s) are NaN; refusing to rank them")
-    return np.lexsort((np.arange(len(scores)), -scores))
-
-
 def _task_of(ex: Example) -> str | None:
     t = ex.raw.get("task") if isinstance(ex.raw, dict) else None
     return str(t) if t is not None else None
 
 
-def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np.ndarray,
+def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np.ndarray | None,
                     budget: BudgetConfig, method: str, *, n_pool: int | None = None,
                     unscored: Sequence[tuple[Example, str]] = (), best_subtask: Sequence[str] | None = None,
-                    extra: dict | None = None) -> dict:
-    """Rank ``examples`` by ``scores`` and write the selection folder; returns the report."""
+                    extra: dict | None = None, per_subtask: np.ndarray | None = None,
+                    subtasks: Sequence[str] | None = None, subtask_rule: str = "max",
+                    target_examples: Sequence[Example] = ()) -> dict:
+    """Rank ``examples`` and write the selection folder; returns the report.
+
+    Either ``scores`` (one per example, ranked by descending score) or ``per_subtask`` ``[n, K]``
+    with its ``subtasks`` names, ranked by ``subtask_rule`` (``subtask_rules.py``); the latter also
+    writes ``per_subtask_scores.npy`` (unless already there) and each row's best subtask.
+    ``target_examples`` feed the diagnostics (completion lengths of the targets)."""
+    from .diagnostics import selection_diagnostics
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if len(examples) != len(scores):
+    rule = get_rule(subtask_rule)
+    order = None
+    if per_subtask is not None:
+        per_subtask = np.asarray(per_subtask)
+        if subtasks is None or per_subtask.shape != (len(examples), len(subtasks)):
+            raise ValueError(f"per_subtask of shape {per_subtask.shape} does not match "
+                             f"{len(examples)} examples x {len(subtasks or [])} subtasks")
+        scores = rule.score(per_subtask)
+        order = rule.rank(per_subtask)
+        best_subtask = [subtasks[j] for j in per_subtask.argmax(axis=1)] if len(subtasks) > 1 or \
+            best_subtask is None else best_subtask
+        if not (out / "per_subtask_scores.npy").is_file():
+            np.save(out / "per_subtask_scores.npy", per_subtask.astype(np.float32))
+    if scores is None or len(examples) != len(scores):
         raise ValueError("examples and scores differ in length")
     n_pool = n_pool if n_pool is not None else len(examples) + len(unscored)
     k = budget.n_select(n_pool)
@@ -80,7 +94,7 @@ def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np
         k = len(examples)
     if k <= 0:
         raise UserError(f"the budget selects no example from a pool of {n_pool}; raise --percentage or --top-k")
-    order = rank_order(scores)
+    order = rank_order(scores) if order is None else order
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)
     chosen = order[:k]
@@ -93,13 +107,14 @@ def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np
 
     table = io.StringIO()
     w = csv.writer(table)
-    w.writerow(["rank", "score", "selected", "id", "file", "line", "task", "best_subtask", "status"])
+    # ``row``: the example's row in per_subtask_scores.npy (how ``fuse`` aligns methods)
+    w.writerow(["rank", "score", "selected", "id", "file", "line", "task", "best_subtask", "status", "row"])
     for i in order:
         ex = examples[i]
         w.writerow([int(rank[i]), f"{scores[i]:.8g}", int(rank[i] <= k), ex.id, ex.source, ex.line,
-                    _task_of(ex) or "", best_subtask[i] if best_subtask is not None else "", "scored"])
+                    _task_of(ex) or "", best_subtask[i] if best_subtask is not None else "", "scored", int(i)])
     for ex, reason in unscored:
-        w.writerow(["", "", 0, ex.id, ex.source, ex.line, _task_of(ex) or "", "", reason])
+        w.writerow(["", "", 0, ex.id, ex.source, ex.line, _task_of(ex) or "", "", reason, ""])
     write_atomic(out / "scores.csv", table.getvalue())
 
     sel = [examples[i] for i in chosen]
@@ -114,8 +129,14 @@ def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np
                         "max": float(s.max()), "threshold": float(s[chosen[-1]])},
         "selected_by_source": dict(by_source.most_common()),
         "selected_by_task": dict(by_task.most_common()),
+        "subtask_rule": rule.name,
+        **({"subtasks": list(subtasks)} if subtasks is not None else {}),
         "warnings": warnings, **(extra or {}),
     }
+    diag = selection_diagnostics(examples, chosen, best_subtask, subtasks, target_examples)
+    report["diagnostics"] = diag["numbers"]
+    report["warnings"] = warnings + diag["warnings"]
+    warnings = report["warnings"]
     for msg in warnings:
         log.warning(msg)
     write_atomic(out / "selection.json", json.dumps(report, indent=2))
@@ -132,6 +153,9 @@ class SelectConfig(BudgetConfig):
     output_dir: str = option("", help="Selection folder to write.")
     dim: int = option(0, help="Projection dimension to score with (0: the store's first).",
                       check=non_negative)
+    subtask_rule: SubtaskRuleName = option("max", help=(
+        "How per-subtask influence becomes one ranking: max (LESS: max over subtasks) or balanced "
+        "(round-robin over subtasks, each by its own ranking; no subtask is starved)."))
 
 
 def pool_examples_for_store(store) -> tuple[list[Example], list[tuple[Example, str]], int]:
@@ -157,6 +181,20 @@ def pool_examples_for_store(store) -> tuple[list[Example], list[tuple[Example, s
     return rows, unscored, len(examples)
 
 
+def target_examples_for_store(targets) -> list[Example]:
+    """The target examples a target store was built from (for the length diagnostics), rebuilt from
+    its manifest's task and data folder; empty (no length diagnostic) when they cannot be rebuilt."""
+    from .evaluation.targets import build_target_examples
+    task = targets.manifest.get("task")
+    if not task:
+        return []
+    try:
+        return build_target_examples(task, targets.manifest.get("data_dir") or None)
+    except (UserError, OSError, ValueError) as exc:
+        log.info("length diagnostics skipped: target examples of %s not rebuilt (%s)", targets.path, exc)
+        return []
+
+
 def run_select(config: SelectConfig) -> dict:
     """Score, select and write the selection folder (docs/method.md, "Influence", "Selection")."""
     from .datastore import Datastore
@@ -168,6 +206,7 @@ def run_select(config: SelectConfig) -> dict:
         raise UserError("select needs --datastore, --targets and --output-dir")
     store, targets = Datastore(config.datastore), Datastore(config.targets)
     settings = {"budget": [config.percentage, config.top_k], "dim": config.dim,
+                "subtask_rule": config.subtask_rule,
                 "datastore": str(store.path), "targets": str(targets.path),
                 "datastore_stage": json.loads((store.path / "stage.json").read_text())["settings"],
                 "targets_stage": json.loads((targets.path / "stage.json").read_text())["settings"]}
@@ -198,6 +237,7 @@ def run_select(config: SelectConfig) -> dict:
                    f"not scored: {', '.join(lost)}")
             log.warning(msg)
             extra["missing_subtasks_warning"] = msg
-        best = [scores.subtasks[j] for j in scores.best_subtask]
-        return write_selection(part, rows, scores.score, config, "less", n_pool=n_pool,
-                               unscored=unscored, best_subtask=best, extra=extra)
+        return write_selection(part, rows, None, config, "less", n_pool=n_pool,
+                               unscored=unscored, extra=extra, per_subtask=scores.per_subtask,
+                               subtasks=scores.subtasks, subtask_rule=config.subtask_rule,
+                               target_examples=target_examples_for_store(targets))

@@ -22,6 +22,20 @@ def subtask_groups(subtasks: Sequence[str | None]) -> dict[Hashable, np.ndarray]
     return {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
 
 
+def subtask_names(subtasks: Sequence[str | None]) -> list[str]:
+    """Display names of :func:`subtask_groups`' keys, in the same order (``None`` -> ``"all"``)."""
+    return ["all" if k is _NONE else str(k) for k in subtask_groups(subtasks)]
+
+
+def mean_by_subtask(sim: np.ndarray, subtasks: Sequence[str | None]) -> np.ndarray:
+    """``sim`` ``[n_pool, n_targets]`` -> ``[n_pool, K]``: each subtask's mean over its targets."""
+    sim = np.asarray(sim)
+    if sim.ndim != 2 or sim.shape[1] != len(subtasks) or sim.shape[1] == 0:
+        raise ValueError(f"sim of shape {sim.shape} does not match {len(subtasks)} subtask labels")
+    return np.stack([sim[:, cols].mean(axis=1, dtype=np.float64)
+                     for cols in subtask_groups(subtasks).values()], axis=1)
+
+
 def aggregate_by_subtask(sim: np.ndarray, subtasks: Sequence[str | None]) -> np.ndarray:
     """``sim`` ``[n_pool, n_targets]`` -> ``[n_pool]``: mean over each subtask's targets, then max.
 
@@ -57,6 +71,13 @@ class SubtaskAccumulator:
         self.seen[target_index] = True
         s = self.subtasks[target_index]
         self.sums[self.slot[_NONE if s is None else s]] += np.asarray(column, dtype=np.float64)
+
+    def per_subtask(self) -> np.ndarray:
+        """``[n_pool, K]`` mean of each subtask's columns (subtasks in first-appearance order)."""
+        if not self.seen.all():
+            raise ValueError(f"{int((~self.seen).sum())} target column(s) never added")
+        sizes = np.array([len(v) for v in self.groups.values()], dtype=np.float64)
+        return (self.sums / sizes[:, None]).T
 
     def result(self) -> np.ndarray:
         if not self.seen.all():

@@ -34,7 +34,7 @@ import numpy as np
 from ..configs import Bounds, non_negative, option
 from ..data.example import Example
 from ..progress import Progress
-from .aggregate import SubtaskAccumulator
+from .aggregate import SubtaskAccumulator, subtask_names
 from .base import check_inputs, finish
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,15 @@ class BM25Selector:
         check_inputs(self.name, pool, targets)
         if not pool:
             return np.zeros(0, dtype=np.float64)
+        return finish(self.name, self._accumulate(pool, targets).result(), len(pool))
+
+    def score_per_subtask(self, pool: list[Example], targets: list[Example]) -> tuple[np.ndarray, list[str]]:
+        """``[n_pool, K]`` mean BM25 score of each subtask's queries, and the subtask names."""
+        check_inputs(self.name, pool, targets)
+        acc = self._accumulate(pool, targets)
+        return acc.per_subtask(), subtask_names(acc.subtasks)
+
+    def _accumulate(self, pool: list[Example], targets: list[Example]) -> SubtaskAccumulator:
         import bm25s
 
         cfg = self.config
@@ -98,4 +107,4 @@ class BM25Selector:
         if n_empty:
             log.warning("bm25: %d of %d target(s) share no token with the pool; they score 0 "
                         "for every pool example", n_empty, len(targets))
-        return finish(self.name, acc.result(), len(pool))
+        return acc

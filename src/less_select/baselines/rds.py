@@ -29,7 +29,7 @@ from ..configs import option, positive
 from ..data.encode import Template
 from ..data.example import Example
 from ..errors import UserError
-from .aggregate import aggregate_by_subtask
+from .aggregate import mean_by_subtask, subtask_names
 from .base import check_inputs, finish
 from .embeddings import Pooling, embed_examples, iter_embeddings, l2_normalize
 
@@ -92,15 +92,22 @@ class RDSSelector:
         check_inputs(self.name, pool, targets)
         if not pool:
             return np.zeros(0, dtype=np.float64)
+        per_subtask, _ = self.score_per_subtask(pool, targets)
+        return finish(self.name, per_subtask.max(axis=1), len(pool))
+
+    def score_per_subtask(self, pool: list[Example], targets: list[Example]) -> tuple[np.ndarray, list[str]]:
+        """``[n_pool, K]`` mean cosine to each subtask's target embeddings, and the subtask names."""
+        check_inputs(self.name, pool, targets)
         target_emb = self.embed(targets, "targets").astype(np.float64)
         subtasks = [ex.subtask for ex in targets]
+        names = subtask_names(subtasks)
         model, tok = self._load()
-        out = np.full(len(pool), np.nan, dtype=np.float64)
+        out = np.full((len(pool), len(names)), np.nan, dtype=np.float64)
         # Pool embeddings are scored batch by batch and never all held: memory O(batch x hidden).
         for batch, emb in iter_embeddings(model, tok, pool, **self._embed_kwargs("pool")):
             sim = l2_normalize(emb).astype(np.float64) @ target_emb.T
-            out[batch] = aggregate_by_subtask(sim, subtasks)
-        return finish(self.name, out, len(pool))
+            out[batch] = mean_by_subtask(sim, subtasks)
+        return out, names
 
 
 class RDSPlusSelector(RDSSelector):

@@ -10,10 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..configs import non_negative, option, positive
 from ..data import load_examples
 from ..errors import UserError
 from ..selection import BudgetConfig, write_selection
+from ..subtask_rules import SubtaskRuleName
+from .base import finish
 from ..stage import stage_dir, stage_settings
 from .registry import BASELINES, baseline_config, make_baseline
 
@@ -42,6 +46,9 @@ class BaselineConfig(BudgetConfig):
     template: str = option("auto", help="Chat encoding for that check: auto, tulu, chat_template.")
     options: dict[str, Any] = option(factory=dict, cli=False,
                                      help="Further options of the method (YAML/Python only), e.g. {k1: 1.2}.")
+    subtask_rule: SubtaskRuleName = option("max", help=(
+        "How per-subtask scores become one ranking: max (over subtasks) or balanced (round-robin "
+        "over subtasks); methods with one score column (random, dsir) rank the same either way."))
     overwrite: bool = option(False, help="Rerun even if the output exists with other settings.")
 
 
@@ -58,6 +65,10 @@ def method_options(config: BaselineConfig) -> dict[str, Any]:
         opts["model"] = config.model
         if config.adapter:
             opts["adapter"] = config.adapter
+    if "max_seq_length" in fields:  # embed at the training truncation, as LESS's gradients do
+        opts["max_seq_length"] = config.max_seq_length
+    if "template" in fields:
+        opts["template"] = config.template
     opts.update(config.options)
     baseline_config(config.method, **opts)  # validate early, naming any bad option
     return opts
@@ -82,12 +93,24 @@ def run_baseline(config: BaselineConfig) -> dict:
         pool, unscored = split_trainable(examples, config)
         targets = build_target_examples(config.task, config.data_dir or None) if config.task else []
         start = time.perf_counter()
-        scores = make_baseline(config.method, **opts).score(pool, targets)
+        per_subtask, names = score_per_subtask(make_baseline(config.method, **opts), pool, targets)
         seconds = time.perf_counter() - start
-        return write_selection(part, pool, scores, config, config.method, n_pool=len(examples),
-                               unscored=unscored,
+        return write_selection(part, pool, None, config, config.method, n_pool=len(examples),
+                               unscored=unscored, per_subtask=per_subtask, subtasks=names,
+                               subtask_rule=config.subtask_rule, target_examples=targets,
                                extra={"seconds": seconds, "options": opts,
                                       "n_malformed_skipped": report.total_skipped})
+
+
+def score_per_subtask(selector, pool, targets) -> tuple[np.ndarray, list[str]]:
+    """``[n_pool, K]`` scores and subtask names; methods without per-subtask scores (random, DSIR:
+    one target distribution) give one column ``all``."""
+    if hasattr(selector, "score_per_subtask") and pool:
+        per_subtask, names = selector.score_per_subtask(pool, targets)
+        finish(selector.name, per_subtask.max(axis=1) if per_subtask.size else
+               np.zeros(len(pool)), len(pool))  # refuses non-finite scores
+        return np.asarray(per_subtask, dtype=np.float64), names
+    return selector.score(pool, targets)[:, None], ["all"]
 
 
 def split_trainable(examples, config: BaselineConfig):
