@@ -45,22 +45,30 @@ def timed(fn):
 
 
 def real_pool(data_dir: Path, work: Path, per_source: int, max_chars: int) -> list[str]:
-    """The first ``per_source`` records of each source whose text is at most ``max_chars`` long
-    (so a CPU run fits them in a short ``max_seq_length``; t0's prompts are mostly long)."""
-    files = []
+    """``3 x per_source`` records, the first of each source whose text is at most ``max_chars``
+    long (so a CPU run fits them in a short ``max_seq_length``); a source with fewer such records
+    (alpaca_gpt4) gives all it has and the others share its shortfall."""
+    short = {}
     for src in SOURCES:
         path = data_dir / "train" / "processed" / src / f"{src}_data.jsonl"
-        out = work / "pool" / f"{src}.jsonl"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        kept = []
+        short[src] = []
         with open(path, encoding="utf-8") as fh:
             for line in fh:
                 rec = json.loads(line)
                 if sum(len(m.get("content", "")) for m in rec.get("messages", [])) <= max_chars:
-                    kept.append(line)
-                if len(kept) == per_source:
+                    short[src].append(line)
+                if len(short[src]) == 2 * per_source:
                     break
-        out.write_text("".join(kept), encoding="utf-8")
+    take = {s: min(len(v), per_source) for s, v in short.items()}
+    rest = [s for s in SOURCES if len(short[s]) > per_source]
+    missing = 3 * per_source - sum(take.values())
+    for i, s in enumerate(rest):
+        take[s] = min(len(short[s]), take[s] + missing // len(rest) + (i < missing % len(rest)))
+    files = []
+    for src in SOURCES:
+        out = work / "pool" / f"{src}.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(short[src][:take[src]]), encoding="utf-8")
         files.append(str(out))
     return files
 
