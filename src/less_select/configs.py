@@ -107,8 +107,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         try:
             if inner is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            if inner is not str and isinstance(value, (list, tuple, dict)):
-                raise TypeError
+            if inner is not str and isinstance(value, (list, tuple, dict, bool)):
+                raise TypeError  # YAML's yes/no are booleans, not the numbers 1 and 0
             out = inner(value)
         except (TypeError, ValueError, OverflowError):
             raise UserError(f"{where}: expected {inner.__name__}, got {value!r}") from None

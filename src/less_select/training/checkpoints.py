@@ -215,14 +215,14 @@ def _infer_param_order(path: Path) -> list[str]:
                         "pass param_names=hf_param_order(model)") from None
 
 
-def _moments_from_states(states: dict, keys: list) -> tuple[dict, dict]:
+def _moments_from_states(states: dict, keys: list, where: Path) -> tuple[dict, dict]:
     exp_avg, exp_avg_sq = {}, {}
     for name, key in keys:
         st = states[key]
         if not (isinstance(st, dict) and isinstance(st.get("exp_avg"), torch.Tensor)
                 and isinstance(st.get("exp_avg_sq"), torch.Tensor)):
-            raise UserError(f"optimizer state of {name} has no exp_avg/exp_avg_sq tensors; LESS needs "
-                            "the moments of an Adam/AdamW optimizer")
+            raise UserError(f"{where}: optimizer state of {name} has no exp_avg/exp_avg_sq tensors; "
+                            "LESS needs the moments of an Adam/AdamW optimizer")
         exp_avg[name] = st["exp_avg"].float()
         exp_avg_sq[name] = st["exp_avg_sq"].float()
     return exp_avg, exp_avg_sq
@@ -237,7 +237,7 @@ def _torch_load(file: Path) -> dict:
     except pickle.UnpicklingError:  # the weights-only unpickler met a class or function
         raise UserError(f"{file}: not a plain tensor checkpoint (it holds pickled Python objects); "
                         "it will not be loaded") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch raises many types on a file that is not its own
         raise UserError(f"{file}: not a readable torch checkpoint ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
     if not isinstance(obj, dict):
@@ -258,7 +258,7 @@ def _load_hf(path: Path, param_names: list[str] | None):
                         f"{len(names)} parameter names were given; pass the trainable parameters of "
                         "the model this checkpoint was trained on (hf_param_order(model))")
     pairs = [(n, i) for n, i in zip(names, indices) if i in osd["state"]]
-    exp_avg, exp_avg_sq = _moments_from_states(osd["state"], pairs)
+    exp_avg, exp_avg_sq = _moments_from_states(osd["state"], pairs, path / HF_OPTIMIZER)
     _check_shapes(path, exp_avg, {n: f"state index {i}" for n, i in pairs})
     return osd["param_groups"][0], exp_avg, exp_avg_sq
 
@@ -271,7 +271,7 @@ def _load_fsdp(path: Path):
     if any(isinstance(k, int) for _, k in pairs):
         raise UserError(f"{path}/{FSDP_OPTIMIZER}: state is keyed by index, not by parameter name; "
                         "save it with FSDP.optim_state_dict (full, name-keyed)")
-    exp_avg, exp_avg_sq = _moments_from_states(states, pairs)
+    exp_avg, exp_avg_sq = _moments_from_states(states, pairs, path / FSDP_OPTIMIZER)
     _check_shapes(path, exp_avg, {n: f"state key {k}" for n, k in pairs})
     return groups[0], exp_avg, exp_avg_sq
 
