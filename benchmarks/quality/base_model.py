@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 RECIPE = {"vocab_size": 4096, "hidden_size": 128, "num_layers": 4, "num_heads": 4,
           "intermediate_size": 344, "max_seq_length": 256, "batch_size": 32, "lr": 3e-3,
           "min_tokens": 2_000_000, "n_texts": 24_000, "seed": 0}
+# --quick: a smaller model on fewer tokens (about 2 minutes), for checking the benchmark runs
+QUICK_RECIPE = {**RECIPE, "hidden_size": 64, "num_layers": 2, "intermediate_size": 172,
+                "min_tokens": 300_000, "n_texts": 6_000}
 POOL_FILES = ("cot/cot_data.jsonl", "t0/t0_data.jsonl", "alpaca_gpt4/alpaca_gpt4_data.jsonl")
 
 
@@ -38,7 +41,7 @@ def build_base_model(data_dir: Path, cache: Path, recipe: dict | None = None,
     """The cached base model folder (built on first use; its recipe must match the cached one)."""
     from less_select.demo.pretrain import build_tokenizer, pretrain_tiny_model
     recipe = dict(recipe or RECIPE)
-    out = cache / "base_model"
+    out = cache / ("base_model" if recipe == RECIPE else "base_model_quick")
     info_file = out / "pretrain.json"
     if info_file.is_file():
         info = json.loads(info_file.read_text())

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import pipeline as P
-from .base_model import build_base_model
+from .base_model import QUICK_RECIPE, RECIPE, build_base_model
 from .suites import SUITES, SuiteSizes, build_suite
 
 log = logging.getLogger("quality")
@@ -43,11 +43,12 @@ METHODS = {
     "less+balanced": ("less", "completion", "balanced"),
     "less_seq": ("less", "sequence", "max"),
     "less_seq+balanced": ("less", "sequence", "balanced"),
+    "less_prompt+balanced": ("less", "prompt", "balanced"),
     "hybrid": ("hybrid", ("less_seq", "rds_plus"), "balanced"),
     "hybrid_bm25": ("hybrid", ("less_seq", "bm25"), "balanced"),
     "hybrid3": ("hybrid", ("less_seq", "rds_plus", "bm25"), "balanced"),
 }
-TRAINED = ("random", "bm25", "rds_plus", "less", "less+balanced", "less_seq+balanced", "hybrid")
+TRAINED = ("random", "bm25", "rds_plus", "less", "less+balanced", "less_seq+balanced", "hybrid", "hybrid3")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -166,18 +167,22 @@ def loss_summary(rs: list[dict], tasks: list[str]) -> dict:
 def print_table(summary: dict) -> None:
     for suite, s in summary.items():
         print(f"\n## {suite}: mean precision@k of planted examples (min over tasks), planted share of top 5%")
-        print(f"| method | mismatch P@k | min task | share | matched P@k | loss (target fmt) | < random |")
-        print("|---|---|---|---|---|---|---|")
-        loss = s.get("heldout_loss", {}).get("target_format", {})
+        print("| method | mismatch P@k | min task | share | matched P@k | loss, task format | < random "
+              "| loss, target format | < random |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        losses = s.get("heldout_loss", {})
         for m in METHODS:
             a, b = s["mismatch"][m], s["match"][m]
-            l = loss.get(m)
-            ltxt = f"{l['macro_mean']:.3f} ± {l['macro_std']:.3f}" if l else "-"
-            btxt = f"{l['tasks_below_random']:.0%}" if l and m != "random" else "-"
+            cells = []
+            for fmt in ("planted_format", "target_format"):
+                l = losses.get(fmt, {}).get(m)
+                cells.append(f"{l['macro_mean']:.3f} ± {l['macro_std']:.3f}" if l else "-")
+                cells.append(f"{l['tasks_below_random']:.0%}" if l and m != "random" else "-")
             print(f"| {m} | {a['precision_mean']:.3f} ± {a['precision_std']:.3f} | {a['precision_min_task']:.2f} "
-                  f"| {a['planted_share_mean']:.2f} | {b['precision_mean']:.3f} | {ltxt} | {btxt} |")
-        if "base" in loss:
-            print(f"| base (no training) | | | | | {loss['base']['macro_mean']:.3f} | |")
+                  f"| {a['planted_share_mean']:.2f} | {b['precision_mean']:.3f} | {' | '.join(cells)} |")
+        if "base" in losses.get("planted_format", {}):
+            print(f"| base (no training) | | | | | {losses['planted_format']['base']['macro_mean']:.3f} | "
+                  f"| {losses['target_format']['base']['macro_mean']:.3f} | |")
 
 
 def main(argv=None) -> None:
@@ -203,7 +208,7 @@ def main(argv=None) -> None:
     seeds = a.seeds or ([0] if a.quick else [0, 1, 2])
     scale = P.Scale()
     start = time.perf_counter()
-    model = str(build_base_model(data_dir, cache, threads=a.threads))
+    model = str(build_base_model(data_dir, cache, QUICK_RECIPE if a.quick else RECIPE, threads=a.threads))
     results = []
     for suite in suites:
         for seed in seeds:
