@@ -158,12 +158,6 @@ def _stage_configs(cfg: dict[str, Any], where: str) -> tuple[Any, Any, list[tupl
     if cfg.get("train") is not None:
         from_dict(FinetuneConfig, {"model": cfg["model"], "train_files": ["-"], "output_dir": "-",
                                    **_section(cfg, "train", where)}, where=f"{where}: train")
-    # checked here even without targets (then select/train never run, but a typo is still a typo)
-    from_dict(SelectConfig, {"datastore": "-", "targets": "-", "output_dir": "-",
-                             **_section(cfg, "select", where)}, where=f"{where}: select")
-    if cfg.get("train") is not None:
-        from_dict(FinetuneConfig, {"model": cfg["model"], "train_files": ["-"], "output_dir": "-",
-                                   **_section(cfg, "train", where)}, where=f"{where}: train")
     if cfg.get("eval") is not None:  # checked here; built per model in _evaluate
         from_dict(EvalConfig, {"model": cfg["model"], "task": "loss:x",
                                **{k: v for k, v in _section(cfg, "eval", where).items() if k != "tasks"}},
