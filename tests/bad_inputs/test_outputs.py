@@ -286,3 +286,31 @@ def test_identity_projection_with_default_dims_is_refused_naming_p():
     with pytest.raises(UserError) as exc:
         make_projector("identity", 1000, DatastoreConfig().dims[0])
     assert_user_error(exc.value, "P=1000", "dims")
+
+
+@pytest.mark.slow
+def test_failed_select_rerun_keeps_the_previous_selection(tmp_path, tiny_model_dir, pool_file,
+                                                          target_file, capsys):
+    """The issue's case: a finished LESS selection, then ``select`` reruns that fail (a bad
+    percentage, refused up front; a budget of zero rows, found inside the stage) leave it intact."""
+    cfg = {"run_dir": str(tmp_path / "run"), "model": str(tiny_model_dir), "data": [str(pool_file)],
+           "warmup": {"percentage": 0.5, "epochs": 1, "per_device_batch_size": 4,
+                      "effective_batch_size": 4, "lora_r": 2, "lora_alpha": 4, "max_seq_length": 48,
+                      "learning_rate": 1e-3, "dtype": "float32"},
+           "datastore": {"dims": [16], "chunk_size": 16, "max_seq_length": 48},
+           "targets": [{"task": str(target_file)}], "select": {"percentage": 0.25}}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rc, err = run_cli(["--threads", "1", "run", path], capsys)
+    assert rc == 0, err
+    run = tmp_path / "run"
+    sel = run / "selected" / "target"
+    before = snapshot(sel)
+    base = ["select", "--datastore", run / "datastore", "--targets", run / "targets" / "target",
+            "--output-dir", sel]
+    for bad in (["--percentage", "0"], ["--percentage", "-1"], ["--top-k", "-5"],
+                ["--percentage", "0.001"]):  # the last one passes validation, selects 0 rows
+        rc, err = run_cli(base + bad, capsys)
+        assert_refused(rc, err)
+        assert snapshot(sel) == before, bad
+        assert not (sel.parent / "target.part").exists() and not (sel.parent / "target.old").exists()
