@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .configs import from_dict, non_negative, option, positive, to_dict
+from .configs import from_dict, non_negative, option, positive, to_dict, validate
 from .errors import UserError
 from .selection import BudgetConfig
 from .stage import stage_dir, stage_status, write_atomic
@@ -126,6 +126,7 @@ def load_compare_config(config: CompareConfig | dict) -> CompareConfig:
     """A validated config; a ``config`` YAML file is the base and non-default fields override it."""
     if isinstance(config, dict):
         config = from_dict(CompareConfig, config, where="compare")
+    validate(config)
     if config.config:
         from .pipeline import read_yaml
         path = Path(config.config)

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..configs import fraction, non_negative, option, positive, to_dict
+from ..configs import fraction, non_negative, option, positive, to_dict, validate
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -275,6 +275,8 @@ def run_demo(config: DemoConfig) -> dict:
     """Data -> pretrain -> compare (LESS + baselines + full, train, evaluate) -> report; prints the
     table and returns ``{"rows", "report_dir", "seconds", ...}`` (also ``<output_dir>/demo.json``)."""
     import torch
+
+    validate(config)
 
     from ..compare import run_compare
     from .report import format_table, write_report

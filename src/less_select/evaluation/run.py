@@ -15,7 +15,7 @@ from typing import Literal, Optional
 
 import torch
 
-from ..configs import non_negative, option, positive, to_dict
+from ..configs import non_negative, option, positive, to_dict, validate
 from ..errors import UserError
 from .common import format_table
 
@@ -209,6 +209,7 @@ def _seed(seed: int) -> None:
 def run_many(config: EvalConfig, tasks: list[str], model=None, tokenizer=None,
              quiet: bool = False) -> dict[str, dict]:
     """Run several tasks with one model load (what a pipeline does after final training)."""
+    validate(config)
     for t in tasks:
         _check_task(t)
     if model is None or tokenizer is None:
