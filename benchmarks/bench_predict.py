@@ -154,7 +154,8 @@ def predict_runs(work: Path, files: list[str], task: str, data_dir: str, opts: d
             run = work / "runs" / f"f{fraction:g}_s{seed}"
             cfg = dict(data=files, task=task, data_dir=data_dir, targets=str(full["targets"]),
                        output_dir=str(run), percentage=args.percentage, sample_fraction=fraction,
-                       seed=seed, targets_max_seq_length=args.targets_max_seq_length, **opts)
+                       seed=seed, targets_max_seq_length=args.targets_max_seq_length,
+                       predictor=args.predictor, folds=args.folds, **opts)
             walls = {}
             copied = share_features(work / "runs", run)
             for mode in ("predicted", "cascade"):
@@ -170,6 +171,10 @@ def predict_runs(work: Path, files: list[str], task: str, data_dir: str, opts: d
                     "pool_gradient_passes": pred["cost"]["pool_gradient_passes"],
                     "pass_fraction": pred["cost"]["pool_gradient_passes"] / full["passes"],
                     "wall_seconds": wall, "wall_fraction": wall / full_seconds,
+                    # the pool's gradient seconds alone (no targets, features or fitting)
+                    "pool_gradient_seconds_fraction": sum(
+                        v for key, v in pred["cost"]["seconds"].items() if key.endswith("_gradients"))
+                        / full["seconds"]["datastore"],
                     "chosen_predictor": q["chosen"], "oof_spearman": q["predictors"][q["chosen"]]["spearman"],
                     "oof_best_single": q["best_single_feature"],
                     "oof_best_single_spearman": q["single_features"][q["best_single_feature"]]["spearman"],
@@ -187,7 +192,7 @@ def share_features(runs: Path, run: Path) -> bool:
     import shutil
     if (run / "features" / "stage.json").is_file():
         return True
-    done = sorted(p for p in runs.glob("*/features/stage.json"))
+    done = sorted(runs.glob("*/features/stage.json")) + sorted(runs.parent.glob("features_cache/stage.json"))
     if not done:
         return False
     run.mkdir(parents=True, exist_ok=True)
@@ -216,6 +221,8 @@ def summarize(runs: list[dict], base: dict) -> list[dict]:
                          "pass_fraction_mean": float(np.mean([r["pass_fraction"] for r in rs])),
                          "wall_fraction_mean": float(np.mean([r["wall_fraction"] for r in rs])),
                          "wall_fraction_max": float(np.max([r["wall_fraction"] for r in rs])),
+                         "pool_gradient_seconds_fraction_mean": float(np.mean(
+                             [r["pool_gradient_seconds_fraction"] for r in rs])),
                          "beats_rds_plus_and_bm25": bool(np.mean(rec) > max(base["rds_plus"]["recall"],
                                                                             base["bm25"]["recall"]))})
     return rows
@@ -226,12 +233,19 @@ def workload(name: str, work: Path, files: list[str], task: str, data_dir: str, 
     (model, warm), t_setup = timed(lambda: setup_model(work, files, args))
     opts = feature_options(model, warm, args)
     import shutil
-    for stale in ("full_store", "full_targets", "runs"):  # timings are only honest from scratch
-        shutil.rmtree(work / stale, ignore_errors=True)
-    log(f"[{name}] full LESS")
+    saved = work / "full_less.json"
+    keep = args.keep_full and saved.is_file()
+    for stale in ("runs",) if keep else ("full_store", "full_targets", "runs"):
+        shutil.rmtree(work / stale, ignore_errors=True)   # timings are only honest from scratch
+    log(f"[{name}] full LESS" + (" (stores, seconds and baselines reused from full_less.json)" if keep else ""))
     full = full_less(work, files, task, data_dir, opts, args)
+    if keep:
+        old = json.loads(saved.read_text())
+        full["seconds"], base = old["seconds"], old["baselines"]
+    else:
+        base = baselines(full, task, data_dir, model, args)
+        saved.write_text(json.dumps({"seconds": full["seconds"], "baselines": base}, indent=2))
     log(f"[{name}] full LESS: {full['passes']} gradient passes, {full['seconds']}")
-    base = baselines(full, task, data_dir, model, args)
     log(f"[{name}] baselines: " + ", ".join(f"{k} {v['recall']:.3f}" for k, v in base.items()))
     runs = predict_runs(work, files, task, data_dir, opts, full, args)
     return {"pool_files": [Path(f).name for f in files], "n_pool": full["n_all"], "k": full["k"],
@@ -263,6 +277,11 @@ def main(argv=None) -> int:
     ap.add_argument("--vocab", type=int, default=1024, help="tiny model BPE vocabulary")
     ap.add_argument("--warmup-epochs", type=int, default=1, help="LoRA warmup epochs = checkpoints")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--predictor", default="auto", help="predict's --predictor (auto, ridge, hgb)")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--keep-full", action="store_true", help=(
+        "reuse the full LESS stores, seconds and baseline recalls of an earlier run of the same "
+        "workload (full_less.json) instead of measuring them again"))
     ap.add_argument("--quick", action="store_true", help="toy sizes for a smoke test")
     ap.add_argument("--workdir", default=os.environ.get("LESS_BENCH_WORKDIR", "/tmp/less_bench_predict"))
     ap.add_argument("--results-dir", default=str(RESULTS))
@@ -295,7 +314,8 @@ def main(argv=None) -> int:
         rows = [[s["mode"], s["sample_fraction"], s["seeds"], s["recall_mean"],
                  f"{s['recall_min']:.2f}-{s['recall_max']:.2f}", s["pass_fraction_mean"],
                  s["wall_fraction_mean"]] for s in w["summary"]]
-        rows += [[b, "-", "-", v["recall"], "-", 0.0, v["seconds"] / sum(w["full_less"]["seconds"].values())]
+        rows += [[b, "-", "-", v["recall"], "-", 0.0,
+                  (v["seconds"] or 0.0) / sum(w["full_less"]["seconds"].values())]
                  for b, v in w["baselines"].items()]
         print_table(f"{name}: pool {w['n_pool']}, k {w['k']} (5%); recall of full LESS's top k",
                     ["method", "sample", "seeds", "recall", "range", "gradient passes", "wall"], rows)

@@ -253,29 +253,13 @@ def _run(config: PredictConfig, part: Path) -> dict:
     seconds["targets"] = timings.data.get("targets", 0.0)
 
     start = time.perf_counter()
-    x_sample = design_matrix(feats.rows(sample), reducer)
-    names = known_predictors() if config.predictor == "auto" else [config.predictor]
-    quality = evaluate_predictors(names, x_sample, y, feats.rows(sample), rule, subtasks,
-                                  folds=config.folds, transform=config.label_transform,
-                                  seed=config.seed, top_fraction=config.percentage,
-                                  cascade_factor=config.cascade_factor)
-    model = SubtaskPredictor(quality["chosen"], config.label_transform, config.seed).fit(x_sample, y)
-    combined = modes.combine(predict_pool(model, feats, reducer), sample, y)
+    quality, combined = fit_and_predict(config, feats, reducer, sample, y, rule, subtasks)
     seconds["fitting"] = time.perf_counter() - start
-
-    real_rows, real = sample, y
     if config.mode == "cascade":
-        cand = modes.cascade_candidates(combined, sample, k, config.cascade_factor, rule)
-        if len(cand):
-            yc, _, _, cstore = real_scores(config, [pool[i] for i in cand], "cascade", targets, timings)
-            seconds["cascade_gradients"] = timings.data[cstore.name]
-        else:
-            yc = np.zeros((0, len(subtasks)))
-        real_rows = np.concatenate([sample, cand])
-        real = np.concatenate([y, yc])
-        order, shown = modes.cascade_order(combined, real_rows, real, rule)
+        order, shown, real_rows, cand = run_cascade(config, pool, combined, sample, y, k, rule,
+                                                    targets, timings, seconds)
     else:
-        cand = np.zeros(0, np.int64)
+        real_rows, cand = sample, np.zeros(0, np.int64)
         order, shown = rule.rank(combined), combined
     n_targets = Datastore(targets).n_rows
     prediction = {
@@ -286,6 +270,33 @@ def _run(config: PredictConfig, part: Path) -> dict:
         "cost": costs(len(pool), len(sample), len(cand), n_ckpt, n_targets, seconds),
     }
     return _write(part, config, pool, unscored, n_all, order, shown, real_rows, subtasks, rule, prediction)
+
+
+def fit_and_predict(config: PredictConfig, feats: PoolFeatures, reducer: Reducer, sample: np.ndarray,
+                    y: np.ndarray, rule, subtasks: list[str]) -> tuple[dict, np.ndarray]:
+    """Measure the predictors out of fold, fit the chosen one on the whole sample, and predict the
+    pool: (quality report, per-subtask scores [n, K] with the sample's real ones in place)."""
+    x_sample = design_matrix(feats.rows(sample), reducer)
+    names = known_predictors() if config.predictor == "auto" else [config.predictor]
+    quality = evaluate_predictors(names, x_sample, y, feats.rows(sample), rule, subtasks,
+                                  folds=config.folds, transform=config.label_transform,
+                                  seed=config.seed, top_fraction=config.percentage,
+                                  cascade_factor=config.cascade_factor)
+    model = SubtaskPredictor(quality["chosen"], config.label_transform, config.seed).fit(x_sample, y)
+    return quality, modes.combine(predict_pool(model, feats, reducer), sample, y)
+
+
+def run_cascade(config: PredictConfig, pool: list[Example], combined: np.ndarray, sample: np.ndarray,
+                y: np.ndarray, k: int, rule, targets: Path, timings: Timings, seconds: dict):
+    """Real scores for the candidates outside the sample; (order, shown scores, real rows, candidates)."""
+    cand = modes.cascade_candidates(combined, sample, k, config.cascade_factor, rule)
+    yc = np.zeros((0, y.shape[1]))
+    if len(cand):
+        yc, _, _, cstore = real_scores(config, [pool[i] for i in cand], "cascade", targets, timings)
+        seconds["cascade_gradients"] = timings.data[cstore.name]
+    real_rows = np.concatenate([sample, cand])
+    order, shown = modes.cascade_order(combined, real_rows, np.concatenate([y, yc]), rule)
+    return order, shown, real_rows, cand
 
 
 def _write(part: Path, config: PredictConfig, pool: list[Example], unscored, n_all: int,
