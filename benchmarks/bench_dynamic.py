@@ -188,7 +188,8 @@ def evaluate(setup: dict, adapter: Path) -> dict:
     return res
 
 
-def quality_benchmark(setup: dict, work: Path, seeds: list[int], sched: dict, quick: bool) -> dict:
+def quality_benchmark(setup: dict, work: Path, seeds: list[int], sched: dict, quick: bool,
+                      on_run=None) -> dict:
     methods = ["dynamic", "static", "random", "full"]
     runs = {m: [] for m in methods}
     for seed in seeds:
@@ -199,6 +200,13 @@ def quality_benchmark(setup: dict, work: Path, seeds: list[int], sched: dict, qu
             info["seed"] = seed
             runs[m].append(info)
             log.info("quality %s seed %d %s: %s", setup["name"], seed, m, info)
+            if on_run:
+                on_run({"setup": setup["name"], "partial": True, "runs": runs})
+    return summarize(setup, seeds, sched, runs)
+
+
+def summarize(setup: dict, seeds: list[int], sched: dict, runs: dict) -> dict:
+    methods = list(runs)
     summary = {}
     for m, rs in runs.items():
         summary[m] = {"steps": rs[0]["steps"]}
@@ -219,6 +227,7 @@ def quality_benchmark(setup: dict, work: Path, seeds: list[int], sched: dict, qu
 
 def print_tables(result: dict) -> None:
     c = result.get("cost")
+    result = {**result, "quality": [q for q in result.get("quality", []) if not q.get("partial")]}
     if c:
         print(f"\n(a) one re-selection, {c['setup']}: pool {c['pool']}, {c['targets']} targets, "
               f"{c['needed_per_reselection']} examples chosen, d={c['proj_dim']}, P={c['lora_params']}, "
@@ -253,6 +262,9 @@ def main(argv=None) -> int:
                     help="warmup_step update_step update_times of the quality runs")
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--only-cost", action="store_true", help="alias of --skip-quality")
+    ap.add_argument("--skip-cost", action="store_true", help="keep the cost part of an existing --out file")
+    ap.add_argument("--setups", nargs="+", default=["demo", "real"], choices=["demo", "real"],
+                    help="quality setups to run")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -264,20 +276,30 @@ def main(argv=None) -> int:
     data_dir = Path(args.data_dir)
     has_real = (data_dir / "train" / "processed").is_dir() and (data_dir / "eval" / "mmlu").is_dir()
     result = {"machine": machine_info(), "command": " ".join(sys.argv), "quick": args.quick}
+    if args.skip_cost and Path(args.out).is_file():
+        old = json.loads(Path(args.out).read_text())
+        result["cost"], result["cost_command"] = old.get("cost"), old.get("cost_command", old.get("command"))
     setups = [demo_setup(work, args.quick, args.demo_pool)]
     if has_real:
         setups.append(real_setup(work, data_dir, args.quick, 3 if args.quick else args.mmlu_subjects,
                                  args.real_pool))
     else:
         log.warning("%s has no real pool/MMLU: real-data part skipped", data_dir)
-    result["cost"] = cost_benchmark(setups[-1], work / "cost", args.repeats, args.proj_dim, args.quick)
-    _write(args.out, result)
+    if not args.skip_cost:
+        result["cost"] = cost_benchmark(setups[-1], work / "cost", args.repeats, args.proj_dim, args.quick)
+        result["cost_command"] = result["command"]
+        _write(args.out, result)
     if not (args.skip_quality or args.only_cost):
         w, u, t = (2, 2, 2) if args.quick else args.schedule
         sched = dict(warmup_step=w, update_step=u, update_times=t)
         result["quality"] = []
-        for s in setups:
-            result["quality"].append(quality_benchmark(s, work / s["name"].split()[0], args.seeds, sched, args.quick))
+        for s, key in zip(setups, ["demo", "real"]):
+            if key not in args.setups:
+                continue
+            done = list(result["quality"])
+            partial = lambda p: _write(args.out, {**result, "quality": done + [p]})  # noqa: E731
+            result["quality"].append(quality_benchmark(s, work / s["name"].split()[0], args.seeds, sched,
+                                                       args.quick, on_run=partial))
             _write(args.out, result)
     result["machine"]["loadavg_at_end"] = loadavg()
     _write(args.out, result)

@@ -69,3 +69,15 @@ def plain_trainer(tmp_path, tokenizer, opts: DynamicOptions, *, pool_n=40, model
                       data_collator=functools.partial(collate, pad_token_id=tokenizer.pad_token_id),
                       callbacks=[sel])
     return trainer, sel
+
+
+def trained_one_step(tokenizer, model=None):
+    """A model and an AdamW that took one real step (so exp_avg/exp_avg_sq are populated)."""
+    model = model if model is not None else lora_model(tokenizer)
+    rows, _ = encoded_rows(tokenizer, 8, seed=5)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = collate(rows, tokenizer.pad_token_id)
+    model(**batch).loss.backward()
+    opt.step()
+    opt.zero_grad()
+    return model, opt

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from .helpers import encoded_rows, lora_model
+from .helpers import encoded_rows, lora_model, trained_one_step
 from less_select.data.batching import collate
 from less_select.dynamic import DynamicOptions
 from less_select.dynamic.features import build_projector, gradient_dim, live_scores
@@ -12,18 +12,6 @@ from less_select.gradients.features import adam_preconditioned_gradient
 from less_select.gradients.per_example import lora_layout, per_example_gradients
 from less_select.subtask_rules import get_rule
 from less_select.training.checkpoints import moments_by_name
-
-
-def trained_one_step(tokenizer, model=None):
-    """A model and an AdamW that took one real step (so exp_avg/exp_avg_sq are populated)."""
-    model = model if model is not None else lora_model(tokenizer)
-    rows, _ = encoded_rows(tokenizer, 8, seed=5)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    batch = collate(rows, tokenizer.pad_token_id)
-    model(**batch).loss.backward()
-    opt.step()
-    opt.zero_grad()
-    return model, opt
 
 
 def reference_scores(model, opt, cand, targets, labels, pad_id):

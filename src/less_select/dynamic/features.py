@@ -159,9 +159,9 @@ class LiveScores:
 
 def subtask_sums(rows: np.ndarray, labels: list[str], subtasks: list[str]) -> np.ndarray:
     """[K, d] sum of the unit rows of each subtask (means are formed after gathering the shards)."""
-    sums = np.zeros((len(subtasks), rows.shape[1] if rows.ndim == 2 else 0), np.float64)
+    sums = np.zeros((len(subtasks), rows.shape[1]), np.float64)
     pos = {s: k for k, s in enumerate(subtasks)}
-    for r, lab in zip(unit_rows(rows) if len(rows) else rows, labels):
+    for r, lab in zip(unit_rows(rows), labels):
         sums[pos[lab]] += r
     return sums
 
