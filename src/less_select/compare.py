@@ -633,4 +633,8 @@ def render_markdown(report: dict, max_task_rows: int = 15) -> str:
         parts += ["", "## Overlap between selections (Jaccard)", "",
                   _md_table([""] + methods, [[a] + [_fmt(jac[a][b], 3) for b in methods]
                                             for a in methods])]
+    warned = {m: s["warnings"] for m, s in report["selections"].items() if s.get("warnings")}
+    if warned:  # the selection diagnostics (diagnostics.py): dominance by a source, subtask, length
+        parts += ["", "## Selection warnings", ""]
+        parts += [f"- **{m}**: {w}" for m, ws in warned.items() for w in ws]
     return "\n".join(parts) + "\n"
