@@ -84,6 +84,12 @@ def config_class(command: str):
 PRINTS_OWN_TABLE = {"eval", "demo", "compare"}
 
 
+def _threads(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return int(text)
+
+
 class _OneLineErrors(argparse.ArgumentParser):
     """argparse, but a bad flag or value is one line (no usage block), like every other error."""
 
@@ -98,7 +104,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "Targeted instruction-data selection with LESS (Xia et al., ICML 2024)."))
     parser.add_argument("--version", action="version", version=f"less-select {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
-    parser.add_argument("--threads", type=int, default=0, dest="torch_threads",
+    parser.add_argument("--threads", type=_threads, default=0, dest="torch_threads",
                         help="torch CPU threads (0: leave torch's default).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -314,3 +314,9 @@ def test_failed_select_rerun_keeps_the_previous_selection(tmp_path, tiny_model_d
         assert_refused(rc, err)
         assert snapshot(sel) == before, bad
         assert not (sel.parent / "target.part").exists() and not (sel.parent / "target.old").exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "two", "1.5"])
+def test_bad_thread_count_is_one_line(value, capsys):
+    rc, err = run_cli(["--threads", value, "baseline"], capsys)
+    assert_refused(rc, err, "--threads")
