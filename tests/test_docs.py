@@ -32,6 +32,8 @@ def test_architecture_names_every_module():
     rows = [line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")]
     stale = [r for r in rows if r.endswith(".py") and r not in modules]
     assert not stale, f"docs/ARCHITECTURE.md has rows for modules that do not exist: {stale}"
+    twice = sorted({r for r in rows if rows.count(r) > 1})
+    assert not twice, f"docs/ARCHITECTURE.md has more than one row for {twice}"
 
 
 def _tracked_files() -> list[Path]:
