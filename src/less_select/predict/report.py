@@ -60,7 +60,8 @@ def evaluate_predictors(names: list[str], x_rows: np.ndarray, y: np.ndarray, fea
         verdict = (f"the learned predictor ({chosen}) is NOT better than its best single feature "
                    f"({best_single}) out of fold: Spearman {c['spearman']:.3f} vs "
                    f"{b['spearman']:.3f}, top-{top_fraction:.0%} recall {c['top']['recall']:.2f} vs "
-                   f"{b['top']['recall']:.2f}; its ranking adds nothing over {best_single} alone")
+                   f"{b['top']['recall']:.2f} (it must win on both to count as better; "
+                   f"otherwise {best_single} alone ranks as well)")
         log.warning("predict: %s", verdict)
     else:
         log.info("predict: %s", verdict)
