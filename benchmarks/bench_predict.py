@@ -145,12 +145,15 @@ def selected_keys(sel_dir: Path) -> set:
 
 
 def predict_runs(work: Path, files: list[str], task: str, data_dir: str, opts: dict, full: dict,
-                 args) -> list[dict]:
+                 args, on_run=lambda runs: None) -> list[dict]:
+    """Seed by seed (each seed at every fraction), so a cut-short benchmark still has whole seeds;
+    ``on_run`` gets the results so far after each run (the JSON is rewritten each time)."""
+    import shutil
     from less_select.predict import PredictConfig, run_predict
     out = []
     full_seconds = sum(full["seconds"].values())
-    for fraction in args.fractions:
-        for seed in args.seeds:
+    for seed in args.seeds:
+        for fraction in args.fractions:
             run = work / "runs" / f"f{fraction:g}_s{seed}"
             cfg = dict(data=files, task=task, data_dir=data_dir, targets=str(full["targets"]),
                        output_dir=str(run), percentage=args.percentage, sample_fraction=fraction,
@@ -183,6 +186,10 @@ def predict_runs(work: Path, files: list[str], task: str, data_dir: str, opts: d
                 })
                 log(f"  {mode:9s} f={fraction:g} seed={seed}: recall {out[-1]['recall']:.3f}, "
                     f"passes {out[-1]['pass_fraction']:.3f}, wall {out[-1]['wall_fraction']:.3f}")
+                keep = run / f"selection_{mode}"   # the next mode rewrites selection/
+                shutil.rmtree(keep, ignore_errors=True)
+                shutil.copytree(run / "selection", keep)
+                on_run(out)
     return out
 
 
@@ -214,6 +221,8 @@ def summarize(runs: list[dict], base: dict) -> list[dict]:
     for mode in ("predicted", "cascade"):
         for f in sorted({r["sample_fraction"] for r in runs}):
             rs = [r for r in runs if r["mode"] == mode and r["sample_fraction"] == f]
+            if not rs:
+                continue
             rec = [r["recall"] for r in rs]
             rows.append({"mode": mode, "sample_fraction": f, "seeds": len(rs),
                          "recall_mean": float(np.mean(rec)), "recall_min": float(np.min(rec)),
@@ -247,11 +256,26 @@ def workload(name: str, work: Path, files: list[str], task: str, data_dir: str, 
         saved.write_text(json.dumps({"seconds": full["seconds"], "baselines": base}, indent=2))
     log(f"[{name}] full LESS: {full['passes']} gradient passes, {full['seconds']}")
     log(f"[{name}] baselines: " + ", ".join(f"{k} {v['recall']:.3f}" for k, v in base.items()))
-    runs = predict_runs(work, files, task, data_dir, opts, full, args)
+    head = {"pool_files": [Path(f).name for f in files], "n_pool": full["n_all"], "k": full["k"],
+            "setup_seconds": t_setup, "full_less": {"seconds": full["seconds"],
+                                                    "pool_gradient_passes": full["passes"]},
+            "baselines": base}
+    runs = predict_runs(work, files, task, data_dir, opts, full, args,
+                        on_run=lambda rs: partial(name, {**head, "runs": rs, "summary": summarize(rs, base),
+                                                         "complete": False}))
     return {"pool_files": [Path(f).name for f in files], "n_pool": full["n_all"], "k": full["k"],
             "setup_seconds": t_setup, "full_less": {"seconds": full["seconds"],
                                                     "pool_gradient_passes": full["passes"]},
-            "baselines": base, "runs": runs, "summary": summarize(runs, base)}
+            "baselines": base, "runs": runs, "summary": summarize(runs, base), "complete": True}
+
+
+PARTIAL: dict = {}
+
+
+def partial(name: str, payload: dict) -> None:
+    """Rewrite the results file with what has been measured so far."""
+    PARTIAL["result"]["workloads"][name] = payload
+    write_result("predict", PARTIAL["result"], PARTIAL["dir"])
 
 
 def log(msg: str) -> None:
@@ -296,6 +320,7 @@ def main(argv=None) -> int:
     result = {"section": "predict", "quick": args.quick, "machine": machine_info(),
               "settings": {k: v for k, v in vars(args).items() if k not in ("workdir", "results_dir")},
               "workloads": {}}
+    PARTIAL.update(result=result, dir=Path(args.results_dir))
     for name in args.workloads.split(","):
         wdir = work / name
         if name == "demo":
