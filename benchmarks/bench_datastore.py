@@ -57,7 +57,7 @@ def _load(model_dir: Path, ckpt: Path, dtype: str = "float32"):
     from less_select.gradients.builder import _attach_adapter
     from less_select.modeling import load_model, load_tokenizer
     tok = load_tokenizer(str(model_dir))
-    model = _attach_adapter(load_model(str(model_dir), dtype, torch.device("cpu")), ckpt)
+    model = _attach_adapter(load_model(str(model_dir), dtype, torch.device("cpu")), ckpt, str(model_dir))
     return tok, model
 
 
@@ -358,6 +358,7 @@ def _synthetic_store(root: Path, n: int, dim: int, chunk: int, m_targets: int, k
     paths = []
     for name, rows in (("pool", n), ("targets", m_targets)):
         path = root / name
+        path.mkdir(parents=True, exist_ok=True)  # write_chunk never creates the build folder itself
         for c in range(ds.n_chunks(rows, chunk)):
             lo, hi = c * chunk, min((c + 1) * chunk, rows)
             ds.write_chunk(path, "checkpoint-1", dim, c, np.roll(base16, c, axis=0)[:hi - lo])
