@@ -126,10 +126,8 @@ def _bbh_planted_form(task: str, ex: dict) -> tuple[str, str]:
 
 
 def _bbh_native_form(task: str, ex: dict) -> tuple[str, str]:
-    target = ex["target"]
-    if task == "sports_understanding":  # BBH writes yes/no; the CoT exemplars write yes/no too
-        return ex["input"], target
-    return ex["input"], target
+    """(prompt, answer) as BBH writes them: a letter, or Yes/No (sports_understanding: yes/no)."""
+    return ex["input"], ex["target"]
 
 
 def _bbh_cot_exemplars(three_shot: str) -> list[tuple[str, str]]:
@@ -184,9 +182,12 @@ def cot_suite(data_dir: Path, sizes: SuiteSizes, seed: int = 0) -> Suite:
         if r.get("task") in COT_TASKS and "So the answer is " in r["messages"][-1]["content"]:
             by_task.setdefault(r["task"], []).append(r)
     planted = []
+
+    def prompt(r: dict) -> str:
+        return r["messages"][0]["content"]
+
     for task in COT_TASKS:
         plant, held, match = _split(by_task[task], rng, sizes, 2 * sizes.n_match_targets)
-        prompt = lambda r: r["messages"][0]["content"]  # noqa: E731
         for i, r in enumerate(plant):
             planted.append(_msg(f"planted/{task}/{i}", "cot", task, prompt(r), _answer_only(r)))
         for i, r in enumerate(held):
