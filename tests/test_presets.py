@@ -15,7 +15,14 @@ def test_preset_fills_unset_options_and_refuses_contradictions():
 
 
 def test_faithful_preset_is_the_defaults():
-    from less_select.gradients.builder import DatastoreConfig
-    from less_select.selection import SelectConfig
+    from less_select.datastore.build import DatastoreConfig
+    from less_select.select_stage import SelectConfig
     assert PRESETS["faithful"]["datastore"]["loss_tokens"] == DatastoreConfig().loss_tokens
     assert PRESETS["faithful"]["select"]["subtask_rule"] == SelectConfig().subtask_rule
+
+
+def test_preset_names_are_the_presets():
+    import typing
+
+    from less_select.presets import PresetName
+    assert typing.get_args(PresetName) == tuple(PRESETS)

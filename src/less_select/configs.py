@@ -1,12 +1,14 @@
-"""Helpers shared by every stage's config dataclass: documented fields, dict/YAML round trips, argparse,
-and checking values.
+"""Helpers shared by every stage's config dataclass: documented fields, the options several stages
+share, dict/YAML round trips, argparse, and checking values.
 
 Each stage owns one small dataclass (``WarmupConfig`` in ``training/warmup.py`` and so on). Fields are
 declared with :func:`option`, whose ``help`` is the single docstring used by the CLI, the YAML
 pipeline config and the Python API, and whose ``check`` (a :class:`Bounds`, e.g. :data:`positive`)
 is the single range rule the three share: :func:`from_dict` and :func:`from_namespace` apply it, and
 each stage's run function calls :func:`validate` so configs built directly in Python are checked too.
-Every float option must be finite.
+Every float option must be finite. An option several stages take (``max_seq_length``, ``seed``, ...)
+is defined once, in :data:`SHARED`, and declared with :func:`shared`: one name, meaning and default.
+YAML files are read by :func:`read_yaml` (refusing duplicate keys).
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
 
 from .errors import UserError
 
@@ -65,6 +71,52 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any =
     return dataclasses.field(default=default, metadata=meta)
 
 
+# --------------------------------------------------------------------------- options of several stages
+
+@dataclasses.dataclass(frozen=True)
+class Shared:
+    """An option several stages take, with its one default, meaning and range."""
+
+    default: Any
+    help: str
+    check: Bounds | None = None
+
+
+# Every stage that takes one of these declares it as ``name: type = shared("name")`` (tests/
+# test_configs.py checks that no stage redeclares one by hand and that the types agree).
+SHARED: dict[str, Shared] = {
+    "max_seq_length": Shared(2048, "truncate encoded examples to this many tokens", positive),
+    "template": Shared("auto", (
+        "chat encoding of conversation records: auto (the tokenizer's chat template if it has one, "
+        "else tulu), tulu (LESS's Tulu format, ends in </s> and a newline), tulu_stripped (no final "
+        "newline; stores built before tulu-v2) or chat_template")),
+    "max_examples": Shared(0, "use only the first N examples of each data file (0: all)", non_negative),
+    "max_tokens_per_batch": Shared(8192, "token budget of a batch (examples x longest sequence); "
+                                         "bounds the memory of one forward/backward", positive),
+    "max_batch_size": Shared(64, "most examples in one batch", positive),
+    "seed": Shared(0, "seed of the stage's random choices (the same seed gives the same output)",
+                   non_negative),
+    "lenient": Shared(False, "skip (and count) malformed records instead of stopping"),
+    "dtype": Shared("auto", "model dtype: auto (bfloat16 on a GPU that supports it, else float32), "
+                            "float32, bfloat16, float16 or float64"),
+    "data_dir": Shared("", "LESS data folder holding eval/ (needed by the built-in tasks bbh, mmlu, "
+                           "tydiqa)"),
+    "overwrite": Shared(False, "rerun even if the output exists with other settings (the old output "
+                               "is replaced only once the new one is complete)"),
+}
+
+
+def shared(name: str, *, unset: bool = False):
+    """The dataclass field of the shared option ``name`` (see :data:`SHARED`).
+
+    ``unset=True`` is for a config that hands the option on to other stages (``compare``): its
+    default is None, "leave each stage's own value", and its type is ``Optional``."""
+    s = SHARED[name]
+    help_text = s.help + (f" (unset: each stage's own, {s.default})" if unset else "")
+    return dataclasses.field(default=None if unset else s.default,
+                             metadata={"help": help_text, "cli": True, "check": s.check, "shared": name})
+
+
 def _resolved_hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -90,9 +142,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value not in choices:
             raise UserError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
         return value
+    if origin is dict or inner is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return value
     if origin in (list, tuple):
         (elem,) = get_args(inner)[:1]
-        if isinstance(value, (str, int, float)):
+        if isinstance(value, (str, int, float)) or (isinstance(value, dict) and (
+                elem is dict or get_origin(elem) is dict)):
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise UserError(f"{where}: expected a list, got {type(value).__name__}")
@@ -103,7 +160,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
             return value.lower() in ("true", "1", "yes")
         raise UserError(f"{where}: expected true or false, got {value!r}")
-    if inner in (int, float, str):
+    if inner is str:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if not isinstance(value, str):  # YAML's 7, [a, b] or yes are not a name or a path
+            raise UserError(f"{where}: expected a string, got {value!r}")
+        return value
+    if inner in (int, float):
         try:
             if inner is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -120,7 +183,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 def _label(where: str, name: str) -> str:
     """How an error names a field: the flag on the command line, ``where.name`` elsewhere."""
-    return "--" + name.replace("_", "-") if where == "command line" else f"{where}.{name}"
+    if where == "command line":
+        return "--" + name.replace("_", "-")
+    return f"{where}: {name}" if where.endswith((".yaml", ".yml")) else f"{where}.{name}"
 
 
 def _check_bounds(value: Any, bounds: Bounds, label: str) -> None:
@@ -158,6 +223,10 @@ def from_dict(cls, data: dict[str, Any] | None, where: str = "config"):
     if unknown:
         raise UserError(f"{where}: unknown option(s) {', '.join(unknown)}; "
                         f"valid options are {', '.join(sorted(names))}")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in data
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise UserError(f"{where}: '{missing[0]}' is required")
     kwargs = {k: _coerce(v, hints[k], _label(where, k)) for k, v in data.items()}
     try:
         config = cls(**kwargs)
@@ -204,11 +273,68 @@ def add_arguments(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ...]
 
 
 def from_namespace(cls, ns: argparse.Namespace, **overrides):
-    """Build ``cls`` from the flags :func:`add_arguments` added (unset flags keep their defaults)."""
+    """Build ``cls`` from the flags :func:`add_arguments` added (unset flags keep their defaults).
+
+    A config with a ``config`` option (a YAML file of its options) takes that file as the base and
+    every flag given on the command line over it, even one equal to the default: argparse records
+    only the flags that were given (``default=SUPPRESS``), so "given" never means "not default"."""
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in vars(ns).items() if k in names}
     values.update(overrides)
+    if CONFIG_FILE in names and values.get(CONFIG_FILE):
+        path = values.pop(CONFIG_FILE)
+        given = {k: _coerce(v, _resolved_hints(cls)[k], _label("command line", k)) for k, v in values.items()}
+        return from_dict(cls, {**config_file_options(path), **given}, where=str(path))
     return from_dict(cls, values, where="command line")
+
+
+CONFIG_FILE = "config"  # the option naming a YAML file of a config's other options
+
+
+def config_file_options(path: str | Path) -> dict[str, Any]:
+    """The options in a config's YAML file (a mapping; its own ``config`` key is not followed)."""
+    data = read_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the config file must be a mapping of options")
+    data.pop(CONFIG_FILE, None)
+    return data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file (UTF-8, optional BOM); every problem is a one-line ``file:line: reason``."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: no such config file")
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{p}: not UTF-8 text (byte {exc.start + 1}); save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise UserError(f"{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    except RecursionError:
+        raise UserError(f"{p}: YAML nested too deeply") from None
 
 
 def describe(cls) -> list[tuple[str, str, str]]:

@@ -13,10 +13,11 @@ preset's options is refused, so a config never means two things.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from .errors import UserError
 
+PresetName = Literal["faithful", "robust"]  # the keys of PRESETS (tests/test_presets.py checks)
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "faithful": {"datastore": {"loss_tokens": "completion"}, "select": {"subtask_rule": "max"}},
     "robust": {"datastore": {"loss_tokens": "sequence"}, "select": {"subtask_rule": "balanced"}},

@@ -42,3 +42,27 @@ def test_variants_differ_and_bias_correction_needs_step():
     torch.testing.assert_close(corrected, expected)
     with pytest.raises(ValueError):
         adam_preconditioned_gradient(g, m, v, variant="bias_corrected")
+
+
+def test_feature_kinds_transform_each_parameter_block():
+    from pathlib import Path
+
+    from less_select.errors import UserError
+    from less_select.gradients.features import AdamFeature, PlainGradient, gradient_feature
+    from less_select.training.checkpoints import Checkpoint
+    g = torch.randn(3, 4, dtype=torch.float64)
+    m, v = torch.randn(4, dtype=torch.float64), torch.rand(4, dtype=torch.float64)
+    ck = Checkpoint(path=Path("ck"), adapter_dir=Path("ck"), step=4, epoch=1, mean_lr=1e-3,
+                    exp_avg={"a": m}, exp_avg_sq={"a": v})
+    adam = gradient_feature("adam", "bias_corrected")
+    assert adam == AdamFeature("bias_corrected") and adam.needs_moments
+    got = adam.for_checkpoint(ck, ["a"], "cpu")("a", g)
+    torch.testing.assert_close(got, adam_preconditioned_gradient(g, m, v, ck.betas, ck.eps,
+                                                                 "bias_corrected", 4))
+    plain = gradient_feature("sgd")
+    assert plain == PlainGradient() and not plain.needs_moments
+    assert plain.for_checkpoint(ck, ["a", "b"], "cpu")("b", g) is g
+    with pytest.raises(UserError, match="no moments for b"):
+        adam.for_checkpoint(ck, ["a", "b"], "cpu")
+    with pytest.raises(UserError, match="adam or sgd"):
+        gradient_feature("momentum")

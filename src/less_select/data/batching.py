@@ -1,4 +1,5 @@
-"""Padding and token-budget batching (sort by length, pack batches up to a token budget)."""
+"""Padding, token-budget batching (sort by length, pack batches up to a token budget), and the loss
+of each example of a padded batch."""
 
 from __future__ import annotations
 
@@ -7,6 +8,24 @@ from typing import Sequence
 import torch
 
 from .encode import IGNORE_INDEX, Encoded
+
+
+def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of each example: the mean next-token cross-entropy over its completion tokens.
+
+        loss[n] = (1 / T_n) sum_{t: labels[n, t+1] != -100} CE(logits[n, t], labels[n, t+1])
+
+    Returns (loss [N], T [N]); an example without completion tokens has loss 0 and T = 0. Computed
+    in at least float32 (float64 logits stay float64), on the logits' device.
+    """
+    shift_logits = logits[:, :-1, :]                                    # [N,S-1,V]: t predicts t+1
+    shift_logits = shift_logits.to(torch.promote_types(shift_logits.dtype, torch.float32))
+    shift_labels = labels[:, 1:].to(logits.device)                      # [N,S-1]
+    mask = shift_labels != IGNORE_INDEX                                 # [N,S-1]
+    tok_loss = torch.nn.functional.cross_entropy(shift_logits.transpose(1, 2), shift_labels.clamp(min=0),
+                                                 reduction="none")      # [N,S-1]
+    n_tokens = mask.sum(dim=1)                                          # [N]
+    return (tok_loss * mask).sum(dim=1) / n_tokens.clamp(min=1), n_tokens
 
 
 def collate(batch: Sequence[Encoded], pad_token_id: int) -> dict[str, torch.Tensor]:

@@ -148,6 +148,14 @@ def tulu_encoding(template: str) -> str:
     return "tulu-v1" if template == "tulu_stripped" else "tulu-v2"
 
 
+def split_by_completion(encoded: Sequence[Encoded]) -> tuple[list[int], list[int]]:
+    """(kept, dropped): the indices of the examples that keep at least one completion token after
+    truncation, and of those that keep none (they have no loss, so no gradient and no score)."""
+    kept = [i for i, e in enumerate(encoded) if e.n_completion_tokens > 0]
+    dropped = [i for i, e in enumerate(encoded) if e.n_completion_tokens == 0]
+    return kept, dropped
+
+
 @dataclass
 class EncodeReport:
     total: int = 0

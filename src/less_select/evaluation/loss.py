@@ -15,8 +15,9 @@ from typing import Sequence
 
 import torch
 
-from ..data.batching import collate, token_budget_batches
-from ..data.encode import IGNORE_INDEX, Template, encode_all
+from ..configs import SHARED
+from ..data.batching import collate, per_example_loss, token_budget_batches
+from ..data.encode import Template, encode_all, split_by_completion
 from ..data.example import Example
 from ..errors import UserError
 from ..progress import Progress
@@ -31,20 +32,11 @@ def model_device(model) -> torch.device:
         return torch.device("cpu")
 
 
-def per_example_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of token CE, number of predicted tokens) per row, with the usual one-token shift."""
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:]
-    ce = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
-                                           shift_labels.reshape(-1), ignore_index=IGNORE_INDEX,
-                                           reduction="none").view(shift_labels.shape)
-    mask = shift_labels != IGNORE_INDEX
-    return (ce * mask).sum(dim=1), mask.sum(dim=1)
-
-
 @torch.no_grad()
-def example_losses(model, tokenizer, examples: Sequence[Example], max_seq_length: int = 2048,
-                   max_tokens_per_batch: int = 16384, template: Template = "auto",
+def example_losses(model, tokenizer, examples: Sequence[Example],
+                   max_seq_length: int = SHARED["max_seq_length"].default,
+                   max_tokens_per_batch: int = SHARED["max_tokens_per_batch"].default,
+                   template: Template = "auto",
                    max_batch_size: int | None = None) -> tuple[list[float | None], dict]:
     """Loss of each example (None where no completion token is left) and an encoding report."""
     if not examples:
@@ -54,7 +46,7 @@ def example_losses(model, tokenizer, examples: Sequence[Example], max_seq_length
     if pad is None:
         raise UserError("the tokenizer has neither a pad nor an EOS token; set one before evaluating")
     losses: list[float | None] = [None] * len(examples)
-    keep = [i for i, e in enumerate(encoded) if e.n_completion_tokens > 0]
+    keep, _ = split_by_completion(encoded)
     lengths = [len(encoded[i].input_ids) for i in keep]
     device = model_device(model)
     was_training = model.training
@@ -67,9 +59,9 @@ def example_losses(model, tokenizer, examples: Sequence[Example], max_seq_length
                 inputs = {k: v.to(device) for k, v in inputs.items()}
                 logits = model(input_ids=inputs["input_ids"],
                                attention_mask=inputs["attention_mask"]).logits
-                total, count = per_example_losses(logits, inputs["labels"])
-                for i, t, c in zip(idx, total.tolist(), count.tolist()):
-                    losses[i] = t / c
+                loss, _ = per_example_loss(logits, inputs["labels"])
+                for i, value in zip(idx, loss.tolist()):
+                    losses[i] = value
                 prog.update(len(idx), extra=int(inputs["attention_mask"].sum()))
     finally:
         model.train(was_training)
@@ -78,8 +70,10 @@ def example_losses(model, tokenizer, examples: Sequence[Example], max_seq_length
     return losses, info
 
 
-def target_loss(model, tokenizer, examples: Sequence[Example], max_seq_length: int = 2048,
-                max_tokens_per_batch: int = 16384, template: Template = "auto",
+def target_loss(model, tokenizer, examples: Sequence[Example],
+                max_seq_length: int = SHARED["max_seq_length"].default,
+                max_tokens_per_batch: int = SHARED["max_tokens_per_batch"].default,
+                template: Template = "auto",
                 max_batch_size: int | None = None) -> dict:
     """Mean per-example completion loss per subtask, macro- and micro-averaged.
 

@@ -1,13 +1,40 @@
 """The per-example features LESS compares: the Adam-preconditioned gradient (pool) and the plain
-gradient (targets), applied to one LoRA matrix's block of coordinates at a time."""
+gradient (targets), applied to one LoRA matrix's block of coordinates at a time.
+
+Each feature kind is a small object (:class:`AdamFeature`, :class:`PlainGradient`) whose
+``for_checkpoint`` gives the transform of one checkpoint, so the store builder and dynamic selection
+never branch on the kind's name."""
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Callable, Literal, Union
 
 import torch
 
+from ..errors import UserError
+
 AdamVariant = Literal["less", "bias_corrected", "eps_outside"]
+
+
+def _less(m, v, b1, b2, eps, step):
+    return m / torch.sqrt(v + eps)
+
+
+def _eps_outside(m, v, b1, b2, eps, step):
+    return m / (torch.sqrt(v) + eps)
+
+
+def _bias_corrected(m, v, b1, b2, eps, step):
+    if step is None:
+        raise ValueError("the bias_corrected Adam variant needs the optimizer step")
+    t = step + 1
+    return (m / (1 - b1 ** t)) / (torch.sqrt(v / (1 - b2 ** t)) + eps)
+
+
+# variant -> Gamma from the updated moments (m', v'), the betas, eps and the optimizer step
+ADAM_VARIANTS: dict[str, Callable] = {"less": _less, "eps_outside": _eps_outside,
+                                      "bias_corrected": _bias_corrected}
 
 
 def adam_preconditioned_gradient(grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
@@ -20,18 +47,63 @@ def adam_preconditioned_gradient(grad: torch.Tensor, exp_avg: torch.Tensor, exp_
     ``eps_outside``: Gamma = m' / (sqrt(v') + eps) (the textbook Adam update).
     ``bias_corrected``: textbook Adam at step t = step + 1: m'/(1-b1^t) / (sqrt(v'/(1-b2^t)) + eps).
     """
+    if variant not in ADAM_VARIANTS:
+        raise ValueError(f"unknown Adam variant {variant!r}")
     b1, b2 = betas
     m = exp_avg.reshape(1, -1).to(grad.dtype)                  # [1,p]
     v = exp_avg_sq.reshape(1, -1).to(grad.dtype)               # [1,p]
     m_new = b1 * m + (1 - b1) * grad                           # [N,p]
     v_new = b2 * v + (1 - b2) * grad * grad                    # [N,p]
-    if variant == "less":
-        return m_new / torch.sqrt(v_new + eps)
-    if variant == "eps_outside":
-        return m_new / (torch.sqrt(v_new) + eps)
-    if variant == "bias_corrected":
-        if step is None:
-            raise ValueError("the bias_corrected Adam variant needs the optimizer step")
-        t = step + 1
-        return (m_new / (1 - b1 ** t)) / (torch.sqrt(v_new / (1 - b2 ** t)) + eps)
-    raise ValueError(f"unknown Adam variant {variant!r}")
+    return ADAM_VARIANTS[variant](m_new, v_new, b1, b2, eps, step)
+
+
+# --------------------------------------------------------------------------- feature kinds
+
+Transform = Callable[[str, torch.Tensor], torch.Tensor]  # (parameter name, grad [N, p]) -> feature
+
+
+@dataclass(frozen=True)
+class PlainGradient:
+    """The feature of target examples (and of a ``sgd`` pool store): the gradient itself."""
+
+    name: str = "sgd"
+    needs_moments: bool = False  # a checkpoint needs no optimizer state
+    variant: str | None = None   # recorded in the manifest: no Adam formula applies
+
+    def for_checkpoint(self, ckpt, names: list[str], device) -> Transform:
+        return lambda name, grad: grad
+
+
+@dataclass(frozen=True)
+class AdamFeature:
+    """The LESS pool feature: the gradient preconditioned by the checkpoint's Adam moments."""
+
+    variant: AdamVariant = "less"
+    name: str = "adam"
+    needs_moments: bool = True
+
+    def for_checkpoint(self, ckpt, names: list[str], device) -> Transform:
+        """The transform of one checkpoint; its moments of every parameter in ``names`` are moved
+        to ``device`` once (a parameter without moments is a :class:`UserError`)."""
+        moments = {}
+        for name in names:
+            if name not in ckpt.exp_avg:
+                raise UserError(f"{ckpt.path}: optimizer state has no moments for {name}")
+            moments[name] = (ckpt.exp_avg[name].to(device), ckpt.exp_avg_sq[name].to(device))
+
+        def transform(name: str, grad: torch.Tensor) -> torch.Tensor:
+            m, v = moments[name]
+            return adam_preconditioned_gradient(grad, m, v, ckpt.betas, ckpt.eps, self.variant, ckpt.step)
+        return transform
+
+
+GradientFeature = Union[PlainGradient, AdamFeature]
+
+
+def gradient_feature(gradient_type: Literal["adam", "sgd"], adam_variant: AdamVariant = "less"
+                     ) -> GradientFeature:
+    """The feature kind a store's ``gradient_type`` names."""
+    kinds = {"adam": lambda: AdamFeature(adam_variant), "sgd": PlainGradient}
+    if gradient_type not in kinds:
+        raise UserError(f"gradient_type must be adam or sgd, got {gradient_type!r}")
+    return kinds[gradient_type]()

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
+from ..data.batching import per_example_loss
 from ..errors import UserError
 from ..training.checkpoints import canonical_param_name
 
@@ -60,22 +60,6 @@ def lora_layout(model: torch.nn.Module) -> list[LoraParam]:
         layout.append(LoraParam(canonical_param_name(name + ".weight"), shape, offset))
         offset += shape[0] * shape[1]
     return layout
-
-
-def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean next-token cross-entropy over each example's completion tokens.
-
-    Returns (loss [N], n_tokens [N]); an example without completion tokens has loss 0 and n_tokens 0.
-    """
-    shift_logits = logits[:, :-1, :]                                    # [N,S-1,V]
-    shift_logits = shift_logits.to(torch.promote_types(shift_logits.dtype, torch.float32))
-    shift_labels = labels[:, 1:]                                        # [N,S-1]
-    mask = shift_labels != -100                                         # [N,S-1]
-    tok_loss = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels.clamp(min=0),
-                               reduction="none")                        # [N,S-1]
-    tok_loss = tok_loss * mask
-    n_tokens = mask.sum(dim=1)                                          # [N]
-    return tok_loss.sum(dim=1) / n_tokens.clamp(min=1), n_tokens
 
 
 class PerExampleLoraGradients:
