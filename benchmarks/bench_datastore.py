@@ -54,7 +54,7 @@ def _encoded_pool(tok, n: int, seq_len: int, offset: int = 0):
 
 
 def _load(model_dir: Path, ckpt: Path, dtype: str = "float32"):
-    from less_select.gradients.builder import _attach_adapter
+    from less_select.datastore.build import _attach_adapter
     from less_select.modeling import load_model, load_tokenizer
     tok = load_tokenizer(str(model_dir))
     model = _attach_adapter(load_model(str(model_dir), dtype, torch.device("cpu")), ckpt, str(model_dir))
@@ -87,7 +87,7 @@ def plain_forward_backward(model, enc, pad_id: int, max_tokens: int, max_batch: 
 def datastore_loop(model, enc, ckpt, pad_id: int, dim: int, max_tokens: int, max_batch: int,
                    projector: str = "sparse") -> None:
     """The builder's feature loop for one chunk (per-example gradients, Adam, projection, normalize)."""
-    from less_select.gradients.builder import FeatureConfig, chunk_features
+    from less_select.datastore.build import FeatureConfig, chunk_features
     from less_select.gradients.per_example import lora_layout
     from less_select.progress import Progress
     from less_select.projection import make_projector
@@ -246,7 +246,7 @@ def _top_overlap(a: np.ndarray, b: np.ndarray, frac: float = 0.05) -> float:
 
 
 def section_fidelity(args, sz, wl, model_dir, ckpt_dir) -> dict:
-    from less_select.evaluation.targets import build_bbh_targets
+    from less_select.data.targets import build_bbh_targets
     from less_select.data.encode import encode_all
     from less_select.projection import make_projector
     from less_select.scoring import projection_noise
@@ -348,7 +348,7 @@ def _synthetic_store(root: Path, n: int, dim: int, chunk: int, m_targets: int, k
     """A pool store of ``n`` unit float16 rows and a target store, in the real store format. Chunks are
     one random block of unit rows, rolled per chunk (content does not change the cost), and evicted
     from the page cache after writing so scoring reads them from disk."""
-    from less_select import datastore as ds
+    from less_select.datastore import store as ds
     rng = np.random.default_rng(0)
     base = rng.standard_normal((chunk, dim), dtype=np.float32)
     base /= np.linalg.norm(base, axis=1, keepdims=True)
@@ -429,7 +429,7 @@ def _child_build(model_dir: str, ckpt: str, out: str, n: int, seq_len: int, dim:
     import logging
     logging.disable(logging.WARNING)
     torch.set_num_threads(threads)
-    from less_select.gradients.builder import DatastoreConfig, run_datastore
+    from less_select.datastore.build import DatastoreConfig, run_datastore
     cfg = DatastoreConfig(model=model_dir, checkpoints=[ckpt], data=[str(POOL_FILE)], output_dir=out,
                           projector="sparse", dims=[dim], max_seq_length=seq_len, dtype="float32",
                           max_examples=n, max_tokens_per_batch=mt, max_batch_size=mb)

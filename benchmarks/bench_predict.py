@@ -74,7 +74,7 @@ def real_pool(data_dir: Path, work: Path, per_source: int, max_chars: int) -> li
 
 
 def setup_model(work: Path, files: list[str], args) -> tuple[Path, Path]:
-    from less_select.tiny_model import TinyModelConfig, run_tiny_model
+    from less_select.demo.tiny_model import TinyModelConfig, run_tiny_model
     from less_select.training.warmup import WarmupConfig, run_warmup
     model = work / "model"
     if not (model / "config.json").is_file():
@@ -97,10 +97,10 @@ def feature_options(model: Path, warm: Path, args) -> dict:
 
 def full_less(work: Path, files: list[str], task: str, data_dir: str, opts: dict, args) -> dict:
     """Full LESS on the whole pool (timed): per-subtask scores, its top k, the store rows."""
-    from less_select.datastore import Datastore
-    from less_select.gradients.builder import DatastoreConfig, TargetsConfig, run_datastore, run_targets
+    from less_select.datastore.store import Datastore
+    from less_select.datastore.build import DatastoreConfig, TargetsConfig, run_datastore, run_targets
     from less_select.scoring import compute_scores
-    from less_select.selection import pool_examples_for_store
+    from less_select.select_stage import pool_examples_for_store
     from less_select.subtask_rules import get_rule
     store, t_store = timed(lambda: run_datastore(DatastoreConfig(data=files, output_dir=str(work / "full_store"), **opts)))
     tgt, t_tgt = timed(lambda: run_targets(TargetsConfig(
@@ -120,8 +120,8 @@ def baselines(full: dict, task: str, data_dir: str, model: Path, args) -> dict:
     """Recall of LESS's top k by RDS+ alone, BM25 alone (the baseline selectors) and random."""
     from less_select.baselines.bm25 import BM25Selector
     from less_select.baselines.rds import RDSConfig, RDSPlusSelector
-    from less_select.evaluation.targets import build_target_examples
-    from less_select.selection import rank_order
+    from less_select.data.targets import build_target_examples
+    from less_select.subtask_rules import rank_order
     targets = build_target_examples(task, data_dir or None)
     rows, k = full["rows"], full["k"]
     out = {}

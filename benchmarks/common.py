@@ -37,6 +37,7 @@ class Workload:
     warmup_steps: int = 24
     warmup_batch: int = 8
     warmup_lr: float = 1e-3
+    lora_targets: str = ",".join(LORA_TARGETS)  # comma-separated LoRA target modules
 
     @classmethod
     def quick(cls) -> "Workload":
@@ -77,7 +78,7 @@ def pool_examples(n: int, offset: int = 0):
 
 def setup_model(work: Path, wl: Workload, log=print) -> tuple[Path, Path]:
     """Tokenizer + base model folder and one warmup checkpoint folder (cached in ``work``)."""
-    from less_select.modeling import build_tiny_llama, build_tokenizer
+    from less_select.demo.tiny_model import build_tiny_llama, build_tokenizer
     model_dir, ckpt_root = work / "model", work / "warmup"
     ckpt = ckpt_root / "checkpoint-1"
     stamp = work / "workload.json"
@@ -108,7 +109,7 @@ def _warmup(model, tok, ckpt: Path, wl: Workload) -> None:
     from less_select.training.checkpoints import MOMENTS_FILE, canonical_param_name, save_moments, write_meta
     torch.manual_seed(0)
     peft = get_peft_model(model, LoraConfig(r=wl.lora_r, lora_alpha=2 * wl.lora_r, lora_dropout=0.0,
-                                            target_modules=LORA_TARGETS))
+                                            target_modules=wl.lora_targets.split(",")))
     params = {canonical_param_name(k): p for k, p in peft.named_parameters() if p.requires_grad}
     opt = torch.optim.AdamW(list(params.values()), lr=wl.warmup_lr, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=0.0)

@@ -47,14 +47,14 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from less_select.modeling import build_tokenizer
+    from less_select.demo.tiny_model import build_tokenizer
     return build_tokenizer(corpus(), vocab_size=300)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
     """A saved tiny Llama (2 layers, hidden 32) + tokenizer, loadable by path like a hub model."""
-    from less_select.modeling import build_tiny_llama
+    from less_select.demo.tiny_model import build_tiny_llama
     out = tmp_path_factory.mktemp("tiny_model")
     model = build_tiny_llama(len(tiny_tokenizer), hidden_size=32, intermediate_size=64, num_heads=4,
                              tokenizer=tiny_tokenizer, seed=0)
@@ -65,7 +65,7 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
 
 @pytest.fixture
 def tiny_model(tiny_tokenizer):
-    from less_select.modeling import build_tiny_llama
+    from less_select.demo.tiny_model import build_tiny_llama
     return build_tiny_llama(len(tiny_tokenizer), hidden_size=32, intermediate_size=64, num_heads=4,
                             tokenizer=tiny_tokenizer, seed=0)
 

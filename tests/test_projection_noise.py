@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from less_select.datastore import Datastore
-from less_select.gradients.builder import DatastoreConfig, TargetsConfig, run_datastore, run_targets
+from less_select.datastore.store import Datastore
+from less_select.datastore.build import DatastoreConfig, TargetsConfig, run_datastore, run_targets
 from less_select.projection import make_projector
 from less_select.scoring import projection_noise, unit_rows
 from less_select.training.checkpoints import MOMENTS_FILE, canonical_param_name, save_moments, write_meta

@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from less_select import datastore as ds
+from less_select.datastore import store as ds
 from less_select.errors import UserError
 from less_select.scoring import compute_scores
-from less_select.selection import BudgetConfig, rank_order
+from less_select.selection import BudgetConfig
+from less_select.subtask_rules import rank_order
 
 
 def write_store(root, mats, weights, subtasks=None, chunk_size=3, proj=None):

@@ -1,4 +1,4 @@
-"""stage.py: stage folders are written as ``<dir>.part`` and renamed when complete; the same settings
+"""stage_folder.py: stage folders are written as ``<dir>.part`` and renamed when complete; the same settings
 skip, other settings are refused naming what differs; stale ``.part`` folders are cleaned up."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from less_select import __version__
 from less_select.errors import UserError
-from less_select.stage import (STAGE_FILE, file_sha256, finish_stage, stage_dir, stage_settings,
+from less_select.stage_folder import (STAGE_FILE, file_sha256, finish_stage, stage_dir, stage_settings,
                                stage_status, write_atomic)
 
 SETTINGS = {"lr": 1e-3, "dims": (8, 16), "data": {"files": ["a.jsonl"], "seed": 3}}

@@ -49,7 +49,7 @@ def warmup(model: str, pool: Path, out: Path, scale: Scale, seed: int) -> Path:
 
 def pool_store(model: str, pool: Path, ckpts: Path, out: Path, scale: Scale, seed: int,
                loss_tokens: str) -> Path:
-    from less_select.gradients.builder import DatastoreConfig, run_datastore
+    from less_select.datastore.build import DatastoreConfig, run_datastore
     return Path(run_datastore(DatastoreConfig(
         model=model, checkpoints=[str(ckpts)], data=[str(pool)], output_dir=str(out),
         dims=scale.dims, projection_seed=seed, max_seq_length=scale.max_seq_length,
@@ -57,13 +57,13 @@ def pool_store(model: str, pool: Path, ckpts: Path, out: Path, scale: Scale, see
 
 
 def target_store(store: Path, targets: Path, out: Path, scale: Scale) -> Path:
-    from less_select.gradients.builder import TargetsConfig, run_targets
+    from less_select.datastore.build import TargetsConfig, run_targets
     return Path(run_targets(TargetsConfig(task=str(targets), datastore=str(store), output_dir=str(out),
                                           max_seq_length=scale.target_max_seq_length)))
 
 
 def less_select(store: Path, targets: Path, out: Path, rule: str, percentage: float) -> Path:
-    from less_select.selection import SelectConfig, run_select
+    from less_select.select_stage import SelectConfig, run_select
     run_select(SelectConfig(datastore=str(store), targets=str(targets), output_dir=str(out),
                             percentage=percentage, subtask_rule=rule))
     return out
@@ -134,7 +134,7 @@ def train_and_eval(model: str, selection: Path, out: Path, heldout: dict[str, Pa
 
 def heldout_loss(model: str, adapter: str | None, heldout: dict[str, Path], scale: Scale) -> dict:
     from less_select.evaluation.loss import target_loss
-    from less_select.evaluation.targets import build_target_examples
+    from less_select.data.targets import build_target_examples
     from less_select.modeling import load_model_with_adapter, load_tokenizer
     m = load_model_with_adapter(model, adapter, "float32")
     tok = load_tokenizer(model)

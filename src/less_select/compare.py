@@ -42,7 +42,7 @@ import numpy as np
 from .configs import from_dict, non_negative, option, positive, to_dict, validate
 from .errors import UserError
 from .selection import BudgetConfig
-from .stage import stage_dir, stage_status, write_atomic
+from .stage_folder import stage_dir, stage_status, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -107,7 +107,7 @@ def run_fuse(config: FuseConfig) -> dict:
     """Fuse the selections' per-subtask ranks and write a selection folder like any method's."""
     from .data import load_examples
     from .selection import write_selection
-    from .stage import stage_dir, stage_settings
+    from .stage_folder import stage_dir, stage_settings
     if len(config.selections) < 2 or not config.output_dir:
         raise UserError("fuse needs at least two --selections and --output-dir")
     weights = config.weights or [1.0] * len(config.selections)

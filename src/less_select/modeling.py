@@ -1,4 +1,4 @@
-"""Loading models and tokenizers (hub id or local folder), and building tiny offline ones for tests/demo."""
+"""Loading models and tokenizers (hub id or local folder), their identity (config and weights fingerprint)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import torch
 
@@ -177,60 +177,3 @@ def identity_mismatch(a: dict | None, b: dict | None) -> str | None:
         if a.get(key) and b.get(key) and a[key] != b[key]:
             return what
     return None
-
-
-# --------------------------------------------------------------------------- tiny offline models
-
-def build_tokenizer(texts: Iterable[str], vocab_size: int = 512):
-    """A byte-level BPE tokenizer trained on ``texts`` (offline), Llama-style special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tok.train_from_iterator(list(texts), trainer=trainer)
-    bos = tok.token_to_id("<s>")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                       special_tokens=[("<s>", bos)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>", pad_token="<pad>")
-
-
-def build_tiny_llama(vocab_size: int, *, hidden_size: int = 64, num_layers: int = 2,
-                     num_heads: int = 4, intermediate_size: int = 128, max_positions: int = 512,
-                     seed: int = 0, dtype: torch.dtype = torch.float32, tokenizer=None):
-    """A randomly initialized Llama-architecture causal LM built from a config (nothing downloaded)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
-                      num_hidden_layers=num_layers, num_attention_heads=num_heads,
-                      num_key_value_heads=num_heads, max_position_embeddings=max_positions,
-                      tie_word_embeddings=False)
-    if tokenizer is not None:
-        cfg.bos_token_id = tokenizer.bos_token_id
-        cfg.eos_token_id = tokenizer.eos_token_id
-        cfg.pad_token_id = tokenizer.pad_token_id
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg).to(dtype)
-    if tokenizer is not None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-        model.generation_config.eos_token_id = tokenizer.eos_token_id
-        model.generation_config.bos_token_id = tokenizer.bos_token_id
-    return model
-
-
-def make_tiny_model_dir(out_dir: str | Path, texts: Iterable[str], *, vocab_size: int = 512,
-                        seed: int = 0, **model_kwargs) -> Path:
-    """Save a tiny tokenizer + Llama model to ``out_dir`` so every stage can load it by path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer(texts, vocab_size=vocab_size)
-    model = build_tiny_llama(len(tok), seed=seed, tokenizer=tok, **model_kwargs)
-    tok.save_pretrained(out)
-    model.save_pretrained(out)
-    log.info("wrote tiny model (%d parameters) to %s", sum(p.numel() for p in model.parameters()), out)
-    return out

@@ -130,8 +130,8 @@ def _stage_configs(cfg: dict[str, Any], where: str) -> tuple[Any, Any, list[tupl
     section fails at once, not after hours of warmup. Returns (warmup, datastore,
     [(name, targets, select, train or None)])."""
     from .evaluation.run import EvalConfig
-    from .gradients.builder import DatastoreConfig, TargetsConfig
-    from .selection import SelectConfig
+    from .datastore.build import DatastoreConfig, TargetsConfig
+    from .select_stage import SelectConfig
     from .training.finetune import FinetuneConfig
     from .training.warmup import WarmupConfig
 
@@ -181,8 +181,8 @@ def _stage_configs(cfg: dict[str, Any], where: str) -> tuple[Any, Any, list[tupl
 
 
 def run_pipeline(cfg: dict[str, Any], *, where: str = "config", only: list[str] | None = None) -> dict:
-    from .gradients.builder import run_datastore, run_targets
-    from .selection import run_select
+    from .datastore.build import run_datastore, run_targets
+    from .select_stage import run_select
     from .training.finetune import run_finetune
     from .training.warmup import run_warmup
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datastore import Datastore
+from .datastore.store import Datastore
 from .errors import UserError
 from .progress import Progress
 

@@ -129,11 +129,11 @@ def test_pipeline_yaml_refuses_out_of_range_value_before_any_stage(section, fiel
 RUNNERS = {
     "warmup": "less_select.training.warmup:run_warmup",
     "train": "less_select.training.finetune:run_finetune",
-    "datastore": "less_select.gradients.builder:run_datastore",
-    "targets": "less_select.gradients.builder:run_targets",
-    "select": "less_select.selection:run_select",
+    "datastore": "less_select.datastore.build:run_datastore",
+    "targets": "less_select.datastore.build:run_targets",
+    "select": "less_select.select_stage:run_select",
     "baseline": "less_select.baselines.stage:run_baseline",
-    "tiny-model": "less_select.tiny_model:run_tiny_model",
+    "tiny-model": "less_select.demo.tiny_model:run_tiny_model",
     "eval": "less_select.evaluation.run:run_eval",
     "demo": "less_select.demo.run:run_demo",
     "compare": "less_select.compare:run_compare",
@@ -159,6 +159,6 @@ def test_python_api_refuses_out_of_range_value(command, field, value, is_list, t
 
 def test_python_api_refuses_a_wrong_type():
     from less_select.configs import validate
-    from less_select.gradients.builder import DatastoreConfig
+    from less_select.datastore.build import DatastoreConfig
     with pytest.raises(UserError, match=r"DatastoreConfig\.chunk_size: expected int, got 'big'"):
         validate(DatastoreConfig(chunk_size="big"))

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from less_select.errors import UserError
-from less_select.stage import stage_dir
+from less_select.stage_folder import stage_dir
 
 from .helpers import GOOD, assert_refused, assert_user_error, run_cli, snapshot, write_case
 
@@ -77,7 +77,7 @@ def test_stage_dir_crash_keeps_a_nonempty_part_and_drops_an_empty_one(tmp_path):
 
 
 def test_select_with_a_bad_budget_touches_nothing(tmp_path):
-    from less_select.selection import SelectConfig, run_select
+    from less_select.select_stage import SelectConfig, run_select
     old = tmp_path / "sel"
     old.mkdir()
     (old / "selection.json").write_text("{}")
@@ -281,7 +281,7 @@ def test_max_examples_log_says_what_was_kept(tmp_path, caplog):
 
 
 def test_identity_projection_with_default_dims_is_refused_naming_p():
-    from less_select.gradients.builder import DatastoreConfig
+    from less_select.datastore.build import DatastoreConfig
     from less_select.projection import make_projector
     with pytest.raises(UserError) as exc:
         make_projector("identity", 1000, DatastoreConfig().dims[0])

@@ -9,9 +9,9 @@ import torch
 from less_select.data import load_examples
 from less_select.data.batching import collate
 from less_select.data.encode import encode_all
-from less_select.datastore import Datastore
+from less_select.datastore.store import Datastore
 from less_select.errors import UserError
-from less_select.gradients.builder import DatastoreConfig, TargetsConfig, run_datastore, run_targets
+from less_select.datastore.build import DatastoreConfig, TargetsConfig, run_datastore, run_targets
 from less_select.gradients.features import adam_preconditioned_gradient
 from less_select.gradients.per_example import lora_layout, per_example_gradients
 from less_select.scoring import compute_scores
@@ -150,7 +150,7 @@ def test_resume_after_interruption(setup, monkeypatch):
     run_datastore(ds_config(tmp, model_dir, pool_file, "r", num_shards=2, shard_index=0, **kw))
     assert not (tmp / "r").exists() and (tmp / "r.part").exists()
     calls = []
-    import less_select.gradients.builder as b
+    import less_select.datastore.build as b
     real = b.chunk_features
     monkeypatch.setattr(b, "chunk_features", lambda *a, **k: calls.append(1) or real(*a, **k))
     run_datastore(ds_config(tmp, model_dir, pool_file, "r", **kw))

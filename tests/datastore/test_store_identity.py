@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from less_select.datastore import Datastore
+from less_select.datastore.store import Datastore
 from less_select.errors import UserError
-from less_select.gradients.builder import TargetsConfig, run_datastore, run_targets
-from less_select.modeling import build_tiny_llama, model_identity
+from less_select.datastore.build import TargetsConfig, run_datastore, run_targets
+from less_select.modeling import model_identity
+from less_select.demo.tiny_model import build_tiny_llama
 from less_select.scoring import compute_scores
 
-from .test_builder import ds_config, make_checkpoints, setup  # noqa: F401 (fixture)
+from .test_build import ds_config, make_checkpoints, setup  # noqa: F401 (fixture)
 
 KW = dict(projector="sparse", dims=[8], dtype="float32")
 

@@ -14,19 +14,19 @@ import numpy as np
 import pytest
 
 from less_select import locks
-from less_select.datastore import Datastore
+from less_select.datastore.store import Datastore
 from less_select.errors import UserError
-from less_select.gradients.build_folder import shard_lock_name
-from less_select.gradients.builder import run_datastore
+from less_select.datastore.build_folder import shard_lock_name
+from less_select.datastore.build import run_datastore
 
-from .test_builder import ds_config, setup  # noqa: F401 (fixture)
+from .test_build import ds_config, setup  # noqa: F401 (fixture)
 
 KW = dict(projector="sparse", dims=[8], dtype="float32")
 
 CHILD = r"""
 import json, os, signal, sys, time
 from pathlib import Path
-import less_select.gradients.builder as b
+import less_select.datastore.build as b
 import less_select.locks as locks
 cfg, mode, arg = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 if mode == "kill_after_finalize_lock":
@@ -72,7 +72,7 @@ def _log_tail(proc) -> str:
 
 
 def _count_chunk_calls(monkeypatch):
-    import less_select.gradients.builder as b
+    import less_select.datastore.build as b
     calls = []
     real = b.chunk_features
     monkeypatch.setattr(b, "chunk_features", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -217,8 +217,8 @@ def _corruptions():
 @pytest.fixture(scope="module")
 def good_store(tmp_path_factory, tiny_model_dir):
     """(pool store, its target store), built once for all corruptions."""
-    from less_select.gradients.builder import TargetsConfig, run_targets
-    from .test_builder import make_checkpoints
+    from less_select.datastore.build import TargetsConfig, run_targets
+    from .test_build import make_checkpoints
     from ..conftest import make_pool_records, write_jsonl
     tmp = tmp_path_factory.mktemp("good")
     make_checkpoints(tiny_model_dir, tmp / "warmup")

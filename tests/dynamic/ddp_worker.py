@@ -14,7 +14,7 @@ from helpers import encoded_rows, trained_one_step  # noqa: E402
 
 from less_select.dynamic import DynamicOptions  # noqa: E402
 from less_select.dynamic.features import build_projector, live_scores  # noqa: E402
-from less_select.modeling import build_tokenizer  # noqa: E402
+from less_select.demo.tiny_model import build_tokenizer  # noqa: E402
 
 
 def scores(tok):

@@ -40,7 +40,7 @@ def encoded_rows(tokenizer, n: int, seed: int):
 
 def lora_model(tokenizer, dropout: float = 0.0):
     from peft import LoraConfig, get_peft_model
-    from less_select.modeling import build_tiny_llama
+    from less_select.demo.tiny_model import build_tiny_llama
     torch.manual_seed(0)
     base = build_tiny_llama(len(tokenizer), hidden_size=32, intermediate_size=64, num_heads=4,
                             tokenizer=tokenizer, seed=0)

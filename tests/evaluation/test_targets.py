@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from less_select.errors import UserError
-from less_select.evaluation.prompts import read_mmlu_csv
-from less_select.evaluation.targets import build_target_examples
+from less_select.data.prompts import read_mmlu_csv
+from less_select.data.targets import build_target_examples
 
 from .conftest import real_data_dir
 

@@ -18,8 +18,8 @@ from .conftest import predict_config
 @pytest.fixture(scope="module")
 def full_less(predict_setup):
     """Full LESS on the whole pool: datastore, targets, select (the truth)."""
-    from less_select.gradients.builder import DatastoreConfig, TargetsConfig, run_datastore, run_targets
-    from less_select.selection import SelectConfig, run_select
+    from less_select.datastore.build import DatastoreConfig, TargetsConfig, run_datastore, run_targets
+    from less_select.select_stage import SelectConfig, run_select
     root, model_dir, ckpts, pools, target = predict_setup
     common = dict(model=str(model_dir), checkpoints=[str(ckpts)], projector="identity", dims=[1024],
                   dtype="float64", max_seq_length=64, max_tokens_per_batch=512, chunk_size=16)

@@ -51,7 +51,7 @@ def test_finetune_lora(tmp_path, tiny_model_dir, train_file):
 
 def test_finetune_full_on_another_model(tmp_path, tiny_tokenizer, train_file):
     """LESS-T: the trained model need not be the warmup model (here a different tiny architecture)."""
-    from less_select.modeling import build_tiny_llama
+    from less_select.demo.tiny_model import build_tiny_llama
     other = tmp_path / "other_model"
     build_tiny_llama(len(tiny_tokenizer), hidden_size=16, intermediate_size=32, num_layers=1,
                      num_heads=2, tokenizer=tiny_tokenizer, seed=1).save_pretrained(other)

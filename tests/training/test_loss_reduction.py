@@ -10,7 +10,7 @@ import torch
 from transformers import TrainerCallback
 
 from less_select.data import Example
-from less_select.training.hf import (TrainOptions, encode_for_training, load_for_training,
+from less_select.training.trainer import (TrainOptions, encode_for_training, load_for_training,
                                      make_trainer, training_arguments)
 
 

@@ -12,7 +12,7 @@ from less_select.errors import UserError
 from less_select.training import (WarmupConfig, list_checkpoints, load_checkpoint, run_warmup,
                                   warmup_subset)
 from less_select.training.checkpoints import canonical_param_name
-from less_select.training.hf import load_for_training, make_trainer, training_arguments
+from less_select.training.trainer import load_for_training, make_trainer, training_arguments
 from less_select.training.warmup import LessCheckpointCallback
 
 WORDS = "the cat sat on a mat while two dogs ran past so the answer is yes no".split()
@@ -120,7 +120,7 @@ def test_saved_moments_equal_live_optimizer(tmp_path, tiny_model_dir):
     pool = _write_pool(tmp_path / "pool.jsonl", 8)
     cfg = _config(tmp_path, tiny_model_dir, pool, epochs=2, save_hf_optimizer=True)
     from less_select.data import load_examples
-    from less_select.training.hf import encode_for_training
+    from less_select.training.trainer import encode_for_training
     model, tok = load_for_training(cfg, "lora")
     rows, _, dropped = encode_for_training(load_examples(cfg.pool_files)[0], tok, cfg)
     assert dropped == 0

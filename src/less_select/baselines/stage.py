@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..selection import BudgetConfig, write_selection
 from ..subtask_rules import SubtaskRuleName
 from .base import finish
-from ..stage import stage_dir, stage_settings
+from ..stage_folder import stage_dir, stage_settings
 from .registry import BASELINES, baseline_config, make_baseline
 
 
@@ -76,7 +76,7 @@ def method_options(config: BaselineConfig) -> dict[str, Any]:
 
 def run_baseline(config: BaselineConfig) -> dict:
     from ..configs import validate
-    from ..evaluation.targets import build_target_examples
+    from ..data.targets import build_target_examples
     validate(config)
     if not config.data or not config.output_dir:
         raise UserError("baseline needs --data and --output-dir")

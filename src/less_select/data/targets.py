@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.example import Example
-from ..data.formats import load_examples
+from .example import Example
+from .formats import load_examples
 from ..errors import UserError
 from .prompts import (TYDIQA_TEMPLATE_ZH, TYDIQA_TEMPLATES, bbh_split_prompt, eval_dir, mmlu_format_example,
                       mmlu_header, mmlu_subjects, read_json, read_mmlu_csv)

@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .. import datastore as ds
+from . import store as ds
 from ..configs import at_least, non_negative, option, positive, to_dict, validate
 from ..data import Example, load_examples
 from ..data.batching import collate, token_budget_batches
@@ -32,13 +32,13 @@ from ..modeling import adapter_fit_errors, default_device, identity_mismatch, lo
     load_tokenizer, model_identity
 from ..progress import Progress
 from ..projection import make_projector
-from ..stage import file_sha256, stage_status, write_atomic
+from ..stage_folder import file_sha256, stage_status, write_atomic
 from ..training.checkpoints import META_FILE, Checkpoint, _lr_from_trainer_state, _trainer_state, \
     list_checkpoints, load_checkpoint
 from .build_folder import build_lock, finish_locked, take_finalize_lock
-from .features import AdamVariant, adam_preconditioned_gradient
-from .loss_tokens import LossTokens, with_loss_tokens
-from .per_example import PerExampleLoraGradients
+from ..gradients.features import AdamVariant, adam_preconditioned_gradient
+from ..gradients.loss_tokens import LossTokens, with_loss_tokens
+from ..gradients.per_example import PerExampleLoraGradients
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,7 @@ def _load_adapter_weights(peft_model, adapter_dir: Path, model_name: str) -> Non
 
 
 def _total_lora_params(peft_model) -> int:
-    from .per_example import lora_layout
+    from ..gradients.per_example import lora_layout
     last = lora_layout(peft_model)[-1]
     return last.offset + last.numel
 
@@ -333,7 +333,7 @@ def chunk_features(model, encoded: list[Encoded], ckpt, config: FeatureConfig, p
                     gradient_type: str, adam_variant: AdamVariant, pad_id: int, device,
                     prog: Progress) -> dict[int, np.ndarray]:
     """Projected, normalized features {dim: float32 [rows, dim]} of one chunk of rows."""
-    from .per_example import lora_layout
+    from ..gradients.per_example import lora_layout
     layout = lora_layout(model)
     out = {d: np.zeros((len(encoded), d), np.float32) for d in config.dims}
     moments = None
@@ -419,7 +419,7 @@ def fill_from_datastore(config: TargetsConfig) -> TargetsConfig:
 
 def run_targets(config: TargetsConfig) -> Path:
     """The ``targets`` stage: plain-gradient features of the target examples."""
-    from ..evaluation.targets import build_target_examples
+    from ..data.targets import build_target_examples
     validate(config)
     if not config.task:
         raise UserError("no target task given (--task bbh|mmlu|tydiqa|FILE)")

@@ -24,7 +24,7 @@ from typing import Iterator
 
 from .. import locks
 from ..errors import UserError
-from ..stage import finish_stage
+from ..stage_folder import finish_stage
 
 log = logging.getLogger(__name__)
 SETTINGS = "settings.json"

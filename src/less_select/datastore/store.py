@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 MANIFEST = "manifest.json"
 INDEX = "index.jsonl"

@@ -2,7 +2,7 @@
 
 The demo needs a base model that already knows the chat format and the pool's vocabulary but does not
 yet solve the target task, so that fine-tuning on well-chosen data shows a measurable gain. We build
-the offline BPE tokenizer (``modeling.build_tokenizer``) and a tiny Llama (``modeling.build_tiny_llama``)
+the offline BPE tokenizer (``tiny_model.build_tokenizer``) and a tiny Llama (``tiny_model.build_tiny_llama``)
 and train it for a short while as a plain causal LM (loss on every token) on texts rendered with the
 Tulu template. This is a plain torch loop on purpose: it is pretraining, not one of the pipeline's
 (Trainer-based) training stages.
@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import torch
 
 from ..data.encode import tulu_concat
-from ..modeling import build_tiny_llama, build_tokenizer
+from .tiny_model import build_tiny_llama, build_tokenizer
 from ..progress import Progress
 from .tasks import RELEVANT_FAMILIES
 

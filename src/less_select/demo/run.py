@@ -163,7 +163,7 @@ def _prepare_output(out: Path, settings: dict, overwrite: bool) -> None:
 
 
 def _pretrain(data, model_dir: Path, s: dict):
-    from ..stage import stage_dir
+    from ..stage_folder import stage_dir
     from .pretrain import pretrain_tiny_model, pretraining_texts, tulu_texts
     from .tasks import read_jsonl
     records = read_jsonl(data.pool)
@@ -186,7 +186,7 @@ def _pretrain(data, model_dir: Path, s: dict):
 
 
 def _sha(path) -> str:
-    from ..stage import file_sha256
+    from ..stage_folder import file_sha256
     return file_sha256(path)
 
 

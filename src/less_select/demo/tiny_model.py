@@ -1,4 +1,5 @@
-"""``less-select tiny-model``: build a small Llama and its tokenizer offline from your own data.
+"""``less-select tiny-model`` and the tiny offline models of the tests, demo and benchmarks: a BPE
+tokenizer trained on your data and a small Llama built from a config (nothing downloaded).
 
 For trying the pipeline on a CPU without downloading anything: a byte-level BPE tokenizer trained on
 the data, a tiny Llama from a config, briefly pre-trained as a causal LM on the data (Tulu-rendered).
@@ -10,11 +11,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
-from .configs import non_negative, option, positive, validate
-from .data import load_examples
-from .data.encode import tulu_concat
-from .errors import UserError
+import torch
+
+from ..configs import non_negative, option, positive, validate
+from ..data import load_examples
+from ..data.encode import tulu_concat
+from ..errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ class TinyModelConfig:
 
 
 def run_tiny_model(config: TinyModelConfig) -> Path:
-    from .demo.pretrain import pretrain_tiny_model
+    from .pretrain import pretrain_tiny_model
     validate(config)
     if not config.data or not config.output_dir:
         raise UserError("tiny-model needs --data and --output-dir")
@@ -56,3 +60,58 @@ def run_tiny_model(config: TinyModelConfig) -> Path:
                         intermediate_size=config.intermediate_size, max_seq_length=config.max_seq_length,
                         lr=3e-3 if config.pretrain_steps else 0.0)
     return Path(config.output_dir)
+
+
+def build_tokenizer(texts: Iterable[str], vocab_size: int = 512):
+    """A byte-level BPE tokenizer trained on ``texts`` (offline), Llama-style special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", pad_token="<pad>")
+
+
+def build_tiny_llama(vocab_size: int, *, hidden_size: int = 64, num_layers: int = 2,
+                     num_heads: int = 4, intermediate_size: int = 128, max_positions: int = 512,
+                     seed: int = 0, dtype: torch.dtype = torch.float32, tokenizer=None):
+    """A randomly initialized Llama-architecture causal LM built from a config (nothing downloaded)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
+                      num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                      num_key_value_heads=num_heads, max_position_embeddings=max_positions,
+                      tie_word_embeddings=False)
+    if tokenizer is not None:
+        cfg.bos_token_id = tokenizer.bos_token_id
+        cfg.eos_token_id = tokenizer.eos_token_id
+        cfg.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg).to(dtype)
+    if tokenizer is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+def make_tiny_model_dir(out_dir: str | Path, texts: Iterable[str], *, vocab_size: int = 512,
+                        seed: int = 0, **model_kwargs) -> Path:
+    """Save a tiny tokenizer + Llama model to ``out_dir`` so every stage can load it by path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(texts, vocab_size=vocab_size)
+    model = build_tiny_llama(len(tok), seed=seed, tokenizer=tok, **model_kwargs)
+    tok.save_pretrained(out)
+    model.save_pretrained(out)
+    log.info("wrote tiny model (%d parameters) to %s", sum(p.numel() for p in model.parameters()), out)
+    return out

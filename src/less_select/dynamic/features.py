@@ -27,7 +27,7 @@ import torch
 from ..data.batching import collate
 from ..data.encode import Encoded
 from ..errors import UserError
-from ..gradients.builder import FeatureConfig, chunk_features
+from ..datastore.build import FeatureConfig, chunk_features
 from ..gradients.features import adam_preconditioned_gradient
 from ..gradients.per_example import lora_layout, lora_modules, per_example_loss
 from ..progress import Progress

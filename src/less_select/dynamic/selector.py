@@ -34,7 +34,7 @@ from transformers import TrainerCallback
 from ..configs import to_dict
 from ..data.encode import Encoded
 from ..errors import UserError
-from ..stage import write_atomic
+from ..stage_folder import write_atomic
 from ..subtask_rules import get_rule
 from .config import DynamicOptions
 from .features import build_projector, gather_in_rank_order, live_scores, rank_world

@@ -25,8 +25,8 @@ from ..configs import option
 from ..data import load_examples
 from ..data.encode import encode_all
 from ..errors import UserError
-from ..stage import stage_dir, stage_settings, stage_status, write_atomic
-from ..training.hf import TrainOptions, encode_for_training, load_for_training, make_trainer, \
+from ..stage_folder import stage_dir, stage_settings, stage_status, write_atomic
+from ..training.trainer import TrainOptions, encode_for_training, load_for_training, make_trainer, \
     training_arguments
 from .config import DynamicOptions
 from .selector import DynamicLessSelection, global_batch_of
@@ -56,7 +56,7 @@ def _dynamic_options(config: DynamicTrainConfig) -> DynamicOptions:
 
 def _targets(config: DynamicTrainConfig, tokenizer):
     """Encoded target rows and their subtasks; rows with no completion token are dropped (counted)."""
-    from ..evaluation.targets import build_target_examples
+    from ..data.targets import build_target_examples
     examples = build_target_examples(config.task, config.data_dir or None)
     encoded, _ = encode_all(examples, tokenizer, config.max_seq_length, config.template)
     keep = [i for i, e in enumerate(encoded) if e.n_completion_tokens > 0]
@@ -84,7 +84,7 @@ def _check_partial(part: Path, settings: dict) -> None:
 def _inputs(config: DynamicTrainConfig):
     """Pool rows, their examples and target rows, checked against the schedule before any output."""
     from ..modeling import load_tokenizer
-    from ..training.hf import accumulation_steps, world_size
+    from ..training.trainer import accumulation_steps, world_size
     examples, _ = load_examples(config.pool_files, lenient=config.lenient)
     if config.max_examples is not None and len(examples) > config.max_examples:
         examples = examples[:config.max_examples]

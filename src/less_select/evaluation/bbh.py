@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import UserError
 from .common import generate_greedy, summarize
 from .metrics import bbh_exact_match, extract_bbh_answer
-from .prompts import append_after_chat, eval_dir, read_json, tulu_user_prompt
+from ..data.prompts import append_after_chat, eval_dir, read_json, tulu_user_prompt
 
 
 def load_bbh(data_dir: str | Path | None, max_examples_per_task: int | None = 40,

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import UserError
 from .common import next_token_probs, summarize
-from .prompts import (MMLU_CHOICES, append_after_chat, eval_dir, mmlu_format_example, mmlu_header,
+from ..data.prompts import (MMLU_CHOICES, append_after_chat, eval_dir, mmlu_format_example, mmlu_header,
                       mmlu_subjects, read_mmlu_csv, tulu_user_prompt)
 
 log = logging.getLogger(__name__)

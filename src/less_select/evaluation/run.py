@@ -124,7 +124,7 @@ def evaluate_task(config: EvalConfig, model, tokenizer, task: str | None = None)
     subs = config.subtasks or None
     if task.startswith("loss:"):
         from .loss import target_loss
-        from .targets import build_target_examples
+        from ..data.targets import build_target_examples
         target = task[5:]
         opts: dict = {}
         if target in BENCHMARKS:
@@ -142,7 +142,7 @@ def evaluate_task(config: EvalConfig, model, tokenizer, task: str | None = None)
         return result
     if task.startswith(EXACT_MATCH):
         from .exact_match import evaluate_exact_match
-        from .targets import build_generic_targets
+        from ..data.targets import build_generic_targets
         examples = build_generic_targets(task[len(EXACT_MATCH):], lenient=config.lenient)
         if subs:
             examples = [e for e in examples if e.subtask in subs]

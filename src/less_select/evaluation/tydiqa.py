@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import UserError
 from .common import generate_greedy, summarize
 from .metrics import best_over, squad_exact, squad_f1
-from .prompts import TYDIQA_TEMPLATES, append_after_chat, eval_dir, read_json, tulu_user_prompt
+from ..data.prompts import TYDIQA_TEMPLATES, append_after_chat, eval_dir, read_json, tulu_user_prompt
 
 DEV_FILE = "tydiqa-goldp-v1.1-dev.json"
 TRAIN_FILE = "tydiqa-goldp-v1.1-train.json"

@@ -15,7 +15,7 @@ Per pool example i and target subtask k (subtasks in sorted order, as in scoring
 * ``source`` [n]: index into ``sources`` (the example's file name).
 
 The cache is a folder of ``.npy`` files and ``manifest.json`` (subtasks, sources, ids, seconds),
-written through :func:`~less_select.stage.stage_dir` so a finished cache is reused only with the
+written through :func:`~less_select.stage_folder.stage_dir` so a finished cache is reused only with the
 same settings. :func:`design_matrix` turns the features into the predictor's input rows, one per
 (example, subtask).
 """
@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.example import Example
-from ..stage import stage_dir
+from ..stage_folder import stage_dir
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def cached_features(folder: Path, settings: dict, pool: Sequence[Example], targe
 def _stale(folder: Path, settings: dict) -> bool:
     """A cache made with other settings is derived data: replace it rather than refuse."""
     from ..errors import UserError
-    from ..stage import stage_status
+    from ..stage_folder import stage_status
     try:
         return stage_status(folder, settings) != "done" and folder.exists()
     except UserError:

@@ -32,10 +32,10 @@ import numpy as np
 from ..configs import option, to_dict
 from ..data import Example, load_examples
 from ..errors import UserError
-from ..gradients.builder import DatastoreConfig, FeatureConfig, TargetsConfig, build_store, \
+from ..datastore.build import DatastoreConfig, FeatureConfig, TargetsConfig, build_store, \
     examples_fingerprint, run_targets
 from ..selection import BudgetConfig, write_selection
-from ..stage import file_sha256, stage_dir, stage_status, write_atomic
+from ..stage_folder import file_sha256, stage_dir, stage_status, write_atomic
 from ..subtask_rules import get_rule
 from . import modes
 from .features import PoolFeatures, Reducer, cached_features, design_matrix, n_design_columns
@@ -131,7 +131,7 @@ def real_scores(config: PredictConfig, examples: list[Example], folder_prefix: s
                 timings: Timings) -> tuple[np.ndarray, list[str], int, Path]:
     """(real per-subtask LESS scores [len(examples), K], subtasks, checkpoints, store) via the
     datastore builder and ``compute_scores``, the same code as full LESS."""
-    from ..datastore import Datastore
+    from ..datastore.store import Datastore
     from ..scoring import compute_scores
     out = Path(config.output_dir) / f"{folder_prefix}-{examples_fingerprint(examples)[:12]}"
     reused = (out / "stage.json").is_file()
@@ -227,8 +227,8 @@ def run_predict(config: PredictConfig) -> dict:
 
 
 def _run(config: PredictConfig, part: Path) -> dict:
-    from ..datastore import Datastore
-    from ..evaluation.targets import build_target_examples
+    from ..datastore.store import Datastore
+    from ..data.targets import build_target_examples
     out = Path(config.output_dir)
     timings = Timings(out / "timings.json")
     rule = get_rule(config.subtask_rule)

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 
 from ..errors import UserError
-from ..stage import write_atomic
+from ..stage_folder import write_atomic
 
 log = logging.getLogger(__name__)
 

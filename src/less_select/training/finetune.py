@@ -1,6 +1,6 @@
 """Final training (docs/method.md, "Final training and evaluation"): train any model on a data file
 (usually the LESS selection) with LoRA (the paper's settings) or full fine-tuning, through the same
-Trainer set-up as warmup (``training/hf.py``). The target model is independent of the warmup model
+Trainer set-up as warmup (``training/trainer.py``). The target model is independent of the warmup model
 (LESS-T).
 
 ``<output_dir>/`` gets the trained model: a PEFT adapter (``adapter_model.safetensors`` +
@@ -19,8 +19,8 @@ from typing import Literal
 from ..configs import option, positive, validate
 from ..data import load_examples
 from ..errors import UserError
-from ..stage import stage_dir, stage_settings, write_atomic
-from .hf import TrainOptions, encode_for_training, load_for_training, make_trainer, training_arguments
+from ..stage_folder import stage_dir, stage_settings, write_atomic
+from .trainer import TrainOptions, encode_for_training, load_for_training, make_trainer, training_arguments
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "training_summary.json"

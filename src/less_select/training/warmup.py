@@ -27,10 +27,10 @@ from transformers import TrainerCallback
 from ..configs import fraction, option, validate
 from ..data import load_examples
 from ..errors import UserError
-from ..stage import stage_dir, stage_settings, write_atomic
+from ..stage_folder import stage_dir, stage_settings, write_atomic
 from .checkpoints import MOMENTS_FILE, unwrap_optimizer, list_checkpoints, moments_by_name, \
     save_moments, write_meta
-from .hf import TrainOptions, encode_for_training, load_for_training, make_trainer, training_arguments
+from .trainer import TrainOptions, encode_for_training, load_for_training, make_trainer, training_arguments
 
 log = logging.getLogger(__name__)
 SUBSET_FILE = "warmup_subset.jsonl"
