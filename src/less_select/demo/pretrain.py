@@ -104,52 +104,15 @@ def pretrain_tiny_model(out_dir: str | Path, texts: Sequence[str], *, seed: int 
 
     n_batches_per_epoch = math.ceil(len(encoded) / batch_size)
     total = steps if steps is not None else max(1, round(epochs * n_batches_per_epoch))
-    warmup = int(warmup_ratio * total)
-
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return lr * (step + 1) / max(1, warmup)
-        frac = (step - warmup) / max(1, total - warmup)
-        return lr * 0.5 * (1.0 + math.cos(math.pi * frac))
-
     torch.manual_seed(seed)
-    order_rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=weight_decay)
-    pad = tok.pad_token_id
-    model.train()
-    losses: list[float] = []
-    order: list[int] = []
     log.info("pretraining a %d-parameter tiny Llama on %d texts for %d steps (batch %d, %d threads)",
              n_params, len(encoded), total, batch_size, torch.get_num_threads())
-    with Progress("pretrain", total=total, unit="step", every_s=log_every_s) as prog:
-        for step in range(total):
-            if len(order) < batch_size:
-                perm = list(range(len(encoded)))
-                order_rng.shuffle(perm)
-                order.extend(perm)
-            idx, order = order[:batch_size], order[batch_size:]
-            batch = [encoded[i] for i in idx]
-            width = max(len(b) for b in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, b in enumerate(batch):
-                ids[i, :len(b)] = torch.tensor(b)
-                mask[i, :len(b)] = 1
-            labels = ids.masked_fill(mask == 0, -100)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            losses.append(float(loss.detach()))
-            prog.update(1, extra=int(mask.sum()))
-            if max_seconds is not None and time.perf_counter() - start > max_seconds:
-                log.info("pretrain: stopping after %d of %d steps (max_seconds=%s)", step + 1,
-                         total, max_seconds)
-                break
+    schedule = _warmup_cosine(lr, total, int(warmup_ratio * total))
+    batches = _seeded_batches(encoded, batch_size, tok.pad_token_id, seed)
+    deadline = None if max_seconds is None else start + max_seconds
+    losses = _train(model, opt, batches, schedule, total, deadline, log_every_s)
 
     model.eval()
     tok.save_pretrained(out)
@@ -162,3 +125,58 @@ def pretrain_tiny_model(out_dir: str | Path, texts: Sequence[str], *, seed: int 
     log.info("pretrain: %d steps in %.1fs, loss %.3f -> %.3f; saved to %s", result.steps, seconds,
              result.first_loss, result.final_loss, out)
     return result
+
+
+def _warmup_cosine(lr: float, total: int, warmup: int):
+    """Learning rate at a step: linear warmup to ``lr`` over ``warmup`` steps, then cosine to 0."""
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return lr * (step + 1) / max(1, warmup)
+        frac = (step - warmup) / max(1, total - warmup)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+    return lr_at
+
+
+def _seeded_batches(encoded: list[list[int]], batch_size: int, pad: int, seed: int):
+    """Endless padded batches ``(ids, mask)`` in a seeded order: each epoch a fresh permutation,
+    a batch may span two epochs."""
+    order_rng = random.Random(seed)
+    order: list[int] = []
+    while True:
+        if len(order) < batch_size:
+            perm = list(range(len(encoded)))
+            order_rng.shuffle(perm)
+            order.extend(perm)
+        idx, order = order[:batch_size], order[batch_size:]
+        batch = [encoded[i] for i in idx]
+        width = max(len(b) for b in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)           # [B, S]
+        mask = torch.zeros((len(batch), width), dtype=torch.long)              # [B, S]
+        for i, b in enumerate(batch):
+            ids[i, :len(b)] = torch.tensor(b)
+            mask[i, :len(b)] = 1
+        yield ids, mask
+
+
+def _train(model, opt, batches, lr_at, total: int, deadline: float | None,
+           log_every_s: float) -> list[float]:
+    """``total`` causal-LM optimizer steps (gradient clipping at 1.0); stops early at ``deadline``
+    (a ``time.perf_counter()`` value). Returns the loss of every step done."""
+    model.train()
+    losses: list[float] = []
+    with Progress("pretrain", total=total, unit="step", every_s=log_every_s) as prog:
+        for step in range(total):
+            ids, mask = next(batches)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            loss = model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(float(loss.detach()))
+            prog.update(1, extra=int(mask.sum()))
+            if deadline is not None and time.perf_counter() > deadline:
+                log.info("pretrain: stopping after %d of %d steps (max_seconds)", step + 1, total)
+                break
+    return losses
