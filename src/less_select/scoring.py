@@ -8,16 +8,26 @@ Rows are unit vectors, so the cosine is a dot product and the mean over a subtas
 with the subtask's mean target row: per checkpoint we form M_i [K, d] (mean unit target row of each
 subtask, subtasks of any size) and stream the pool in blocks, S[block] += w_i X_i[block] @ M_i^T.
 Memory is one block plus the [n, K] result on disk, whatever the pool size.
+
+Speed (docs/performance.md, "Scoring"): a reader thread reads the next chunk of every checkpoint
+while worker threads score the current one in blocks of ``BLOCK_ELEMENTS`` floats, each in its own
+preallocated float32 buffers (conversion, renormalization and the matmul happen in cache, with no
+whole-chunk temporaries). Every row goes through the same float operations in the same order as
+``unit_rows(block) @ M^T`` (numpy's row norm, IEEE division, the same BLAS call on a sub-block of
+rows), so the scores are bit-identical to the whole-chunk computation; tests/test_scoring.py checks it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .datastore.store import Datastore
 from .errors import UserError
@@ -93,9 +103,31 @@ def subtask_means(targets: Datastore, checkpoint: str, dim: int) -> tuple[np.nda
     return means.astype(np.float32), subtasks
 
 
+BLOCK_ELEMENTS = 1 << 21  # floats of one worker's block: 256 rows at d = 8192 (8 MB, in L2/L3)
+# A block's matmul must take the BLAS's code path for large matrices, as the whole chunk's did:
+# OpenBLAS switches to a "small matrix" kernel (another summation order) below M*N*K = 1e6, so
+# blocks never go below MIN_BLOCK_MNK; and they start at multiples of ROW_ALIGN rows of the chunk so
+# that every row sits at the same place in the kernels' row tiles (unrolled by up to 16 or 32).
+MIN_BLOCK_MNK = 1 << 22
+ROW_ALIGN = 64
+
+
+def block_bounds(rows: int, dim: int, k: int) -> list[tuple[int, int]]:
+    """[lo, hi) row blocks of a chunk: ``BLOCK_ELEMENTS`` floats each, at least ``MIN_BLOCK_MNK``
+    multiply-adds, a multiple of ``ROW_ALIGN`` rows; a short remainder joins the block before it."""
+    step = max(BLOCK_ELEMENTS // dim, -(-MIN_BLOCK_MNK // (dim * max(k, 1))), 1)
+    step = -(-step // ROW_ALIGN) * ROW_ALIGN
+    starts = list(range(0, rows, step))
+    if len(starts) > 1 and rows - starts[-1] < step:
+        starts.pop()
+    return [(lo, hi) for lo, hi in zip(starts, starts[1:] + [rows])]
+
+
 def compute_scores(pool_path: str | Path, targets_path: str | Path, dim: int | None = None,
-                   out_file: str | Path | None = None) -> Scores:
-    """Influence of every pool row on every target subtask, then the LESS score (max over subtasks)."""
+                   out_file: str | Path | None = None, threads: int | None = None) -> Scores:
+    """Influence of every pool row on every target subtask, then the LESS score (max over subtasks).
+
+    ``threads``: worker threads (default: torch's thread count, which ``--threads`` sets)."""
     pool, targets = Datastore(pool_path), Datastore(targets_path)
     dim = dim or pool.dims[0]
     check_compatible(pool, targets, dim)
@@ -109,15 +141,15 @@ def compute_scores(pool_path: str | Path, targets_path: str | Path, dim: int | N
         result = np.lib.format.open_memmap(str(out_file), mode="w+", dtype=np.float32, shape=(n, k))
     else:
         result = np.zeros((n, k), np.float32)
-    streams = [pool.iter_blocks(c["name"], dim) for c in pool.checkpoints]
-    with Progress("scoring", total=n, unit="rows") as prog:
-        for blocks in zip(*streams):
-            start = blocks[0][0]
-            acc = np.zeros((blocks[0][1].shape[0], k), np.float32)
-            for (_, block), c, w in zip(blocks, pool.checkpoints, weights):
-                acc += w * (unit_rows(block) @ means[c["name"]].T)       # [B,d] @ [d,K] -> [B,K]
-            result[start:start + acc.shape[0]] = acc
-            prog.update(acc.shape[0])
+    scorer = _BlockScorer([means[c["name"]].T for c in pool.checkpoints], weights, dim)
+    chunks = pool.read_ahead([c["name"] for c in pool.checkpoints], dim)
+    with Progress("scoring", total=n, unit="rows") as prog, _worker_pool(threads) as workers:
+        for start, blocks in chunks:
+            bounds = block_bounds(blocks[0].shape[0], dim, k)
+            jobs = [workers.submit(scorer.score, blocks, lo, hi) for lo, hi in bounds]
+            for job, (lo, hi) in zip(jobs, bounds):
+                result[start + lo:start + hi] = job.result()
+            prog.update(blocks[0].shape[0])
     if out_file is not None:
         result.flush()
     if not np.isfinite(result).all():
@@ -125,6 +157,67 @@ def compute_scores(pool_path: str | Path, targets_path: str | Path, dim: int | N
     noise = projection_noise(means, weights, pool.checkpoints, dim, np.asarray(result).max(axis=1),
                              pool.projector_spec(dim).get("kind"))
     return Scores(np.asarray(result), subtasks, noise)
+
+
+class _BlockScorer:
+    """acc = sum_i w_i unit_rows(X_i[lo:hi]) @ M_i^T for a block of rows, in per-thread buffers.
+
+    Bit-identical to the whole-chunk expression: float16 -> float32 is exact whatever does it;
+    the norm is numpy's (sqrt of add.reduce of x * x along the row, as ``np.linalg.norm`` computes
+    it, whose pairwise summation runs per row); the division is IEEE-exact in numpy and torch alike;
+    the matmul is the same BLAS call on fewer rows (each output element's sum runs over d the same
+    way). torch does the elementwise passes because its float16 conversion and broadcast division
+    are several times faster than numpy's."""
+
+    def __init__(self, means_t: list[np.ndarray], weights: list[float], dim: int):
+        self.means_t, self.weights, self.dim = means_t, weights, dim
+        self.local = threading.local()
+
+    def _buffers(self, rows: int):
+        b = getattr(self.local, "buffers", None)
+        if b is None or b[0].shape[0] < rows:
+            x = np.empty((rows, self.dim), np.float32)
+            sq = np.empty((rows, self.dim), np.float32)
+            norms = np.empty((rows, 1), np.float32)
+            b = self.local.buffers = (x, sq, norms, torch.from_numpy(x), torch.from_numpy(sq),
+                                      torch.from_numpy(norms))
+        return b
+
+    def score(self, blocks: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
+        r = hi - lo
+        x, sq, norms, tx, tsq, tnorms = (a[:r] for a in self._buffers(r))
+        acc = np.zeros((r, self.means_t[0].shape[1]), np.float32)
+        for block, mt, w in zip(blocks, self.means_t, self.weights):
+            tx.copy_(torch.from_numpy(block[lo:hi]))                    # float16 -> float32, exact
+            torch.mul(tx, tx, out=tsq)
+            np.add.reduce(sq, axis=1, keepdims=True, out=norms)         # |x|^2 per row, numpy's order
+            np.sqrt(norms, out=norms)
+            np.maximum(norms, 1e-12, out=norms)
+            tx.div_(tnorms)                                              # unit rows
+            acc += w * (x @ mt)                                          # [r,d] @ [d,K] -> [r,K]
+        return acc
+
+
+class _worker_pool:
+    """Worker threads for the duration of scoring, with BLAS and torch at one thread each inside them
+    (the parallelism is across blocks; nested thread pools would only oversubscribe the cores)."""
+
+    def __init__(self, threads: int | None):
+        self.threads = max(1, threads or torch.get_num_threads())
+
+    def __enter__(self) -> ThreadPoolExecutor:
+        from threadpoolctl import threadpool_limits
+        self.saved = torch.get_num_threads()
+        self.limits = threadpool_limits(1, user_api="blas")
+        torch.set_num_threads(1)
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="scoring",
+                                       initializer=torch.set_num_threads, initargs=(1,))
+        return self.pool
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(self.saved)
+        self.limits.restore_original_limits()
 
 
 def projection_noise(means: dict[str, np.ndarray], weights: list[float], checkpoints: list[dict],

@@ -12,6 +12,9 @@ A chunk covers rows [c * chunk_size, (c + 1) * chunk_size). It is written to a t
 renamed, so a chunk file that exists is complete: that is what makes building resumable and
 shardable (processes write disjoint chunks). ``.npy`` headers carry shape and dtype, and each chunk
 can be memory-mapped; readers stream the chunks in order without ever concatenating them on disk.
+``read_ahead`` is the fast path for scoring: a background thread reads the next chunk of every
+checkpoint into reused buffers (with O_DIRECT where the file system allows it: no page-cache copy,
+no memory-mapped pages in the reader's resident set) while the caller computes on the current one.
 
 A store that does not read back as written (unparsable manifest or index, a row count that disagrees
 with the index, a chunk missing, truncated or of the wrong shape) is refused with
@@ -20,8 +23,12 @@ with the index, a chunk missing, truncated or of the wrong shape) is refused wit
 
 from __future__ import annotations
 
+import io
 import json
+import mmap
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -153,10 +160,112 @@ class Datastore:
                                f"float16 {want}")
         return block
 
+    def read_ahead(self, checkpoints: list[str], dim: int, depth: int = 2
+                   ) -> Iterator[tuple[int, list[np.ndarray]]]:
+        """Yield (first_row, [float16 block [rows, dim] of each checkpoint]) chunk by chunk, the next
+        ``depth - 1`` chunks being read by a background thread meanwhile. A yielded block lives in
+        a reused buffer: it is valid until the next item is asked for. Memory: ``depth`` chunks of
+        every checkpoint, whatever the store size."""
+        self.projector_spec(dim)
+        free: queue.Queue = queue.Queue()
+        for _ in range(depth):
+            free.put([_Buffer() for _ in checkpoints])
+        ready: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        def reader() -> None:
+            try:
+                for c in range(n_chunks(self.n_rows, self.chunk_size)):
+                    slot = free.get()
+                    if stop.is_set():
+                        return
+                    ready.put((c, slot, [self._read_chunk(k, dim, c, b) for k, b in zip(checkpoints, slot)]))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                ready.put(exc)
+
+        thread = threading.Thread(target=reader, name="chunk-reader", daemon=True)
+        thread.start()
+        try:
+            for _ in range(n_chunks(self.n_rows, self.chunk_size)):
+                item = ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                c, slot, blocks = item
+                yield c * self.chunk_size, blocks
+                free.put(slot)
+        finally:
+            stop.set()
+            free.put(None)  # wakes a reader waiting for a buffer
+            thread.join()
+
+    def _read_chunk(self, checkpoint: str, dim: int, c: int, buf: "_Buffer") -> np.ndarray:
+        """One chunk file read into ``buf`` and checked as ``_chunk`` checks a mapped one."""
+        path = chunk_path(self.path, checkpoint, dim, c)
+        rel = path.relative_to(self.path)
+        if not path.is_file():
+            raise self.corrupt(f"chunk {rel} is missing")
+        want = (min(self.chunk_size, self.n_rows - c * self.chunk_size), dim)
+        try:
+            data = buf.read(path)
+            head = io.BytesIO(data[:4096])
+            version = np.lib.format.read_magic(head)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(head)
+        except (ValueError, OSError, EOFError) as exc:
+            raise self.corrupt(f"chunk {rel} cannot be read: {str(exc).splitlines()[0][:120]}") from None
+        if tuple(shape) != want or dtype != np.float16 or fortran:
+            raise self.corrupt(f"chunk {rel} holds {dtype} {tuple(shape)}, expected float16 {want}")
+        offset, nbytes = head.tell(), want[0] * want[1] * 2
+        if len(data) < offset + nbytes:
+            raise self.corrupt(f"chunk {rel} cannot be read: it is truncated ({len(data)} bytes)")
+        return np.frombuffer(data, dtype=np.float16, count=want[0] * want[1], offset=offset).reshape(want)
+
     def load(self, checkpoint: str, dim: int) -> np.ndarray:
         """The whole [n_rows, dim] matrix as float32 in memory (small stores, tests)."""
         blocks = [np.asarray(b, dtype=np.float32) for _, b in self.iter_blocks(checkpoint, dim)]
         return np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
+
+
+class _Buffer:
+    """A page-aligned buffer that whole files are read into, grown when a file is larger.
+
+    O_DIRECT (where the file system supports it) reads straight from the disk into the buffer:
+    no copy through the page cache and no cached pages left behind; it needs an aligned buffer,
+    offset and length, hence the anonymous mmap (page-aligned) and the length rounded up to pages."""
+
+    ALIGN = 4096
+
+    def __init__(self):
+        self.mem: mmap.mmap | None = None
+
+    def read(self, path: Path) -> memoryview:
+        size = path.stat().st_size
+        need = max(self.ALIGN, -(-size // self.ALIGN) * self.ALIGN)
+        if self.mem is None or len(self.mem) < need:
+            if self.mem is not None:
+                self.mem.close()
+            self.mem = mmap.mmap(-1, need)
+        view = memoryview(self.mem)
+        try:
+            got = self._read(path, view[:need], size, direct=True)
+        except OSError:  # no O_DIRECT here (tmpfs, some network file systems): the page cache
+            got = self._read(path, view[:need], size, direct=False)
+        return view[:got]
+
+    @staticmethod
+    def _read(path: Path, view: memoryview, size: int, direct: bool) -> int:
+        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECT", 0) if direct else 0))
+        try:
+            got = 0
+            while got < size:
+                n = os.preadv(fd, [view[got:]], got)
+                if n <= 0:
+                    break
+                got += n
+            return min(got, size)
+        finally:
+            os.close(fd)
 
 
 def _count_lines(path: Path) -> int:
