@@ -1,6 +1,13 @@
-"""The LESS ``select`` stage: score a pool datastore against target features (docs/method.md,
-"Influence"), take the top under the budget and write the selection folder with the shared writer
-(``selection.write_selection``); also re-reads the pool rows a store was built from."""
+"""The LESS ``select`` stage: score a pool datastore against target features with
+:class:`~less_select.less_selector.LessSelector` (docs/method.md, "Influence"), take the top under
+the budget and write the selection folder with the shared writer (``selection.write_selection``);
+also re-reads the pool rows a store was built from, as its manifest records them.
+
+Like every stage it skips itself when its folder was made with the same settings and refuses,
+naming the setting, when it was made with other ones (``--overwrite`` reruns it). Its settings hold
+the identity of the two stores it reads (the sha256 of their manifest and index), not the stores'
+own build records.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .configs import non_negative, option
+from .configs import non_negative, option, shared, to_dict
 from .data import Example
 from .errors import UserError
+from .export import parse_formats
 from .selection import BudgetConfig, write_selection
 from .subtask_rules import SubtaskRuleName
 
@@ -30,24 +38,29 @@ class SelectConfig(BudgetConfig):
     subtask_rule: SubtaskRuleName = option("max", help=(
         "How per-subtask influence becomes one ranking: max (LESS: max over subtasks) or balanced "
         "(round-robin over subtasks, each by its own ranking; no subtask is starved)."))
+    overwrite: bool = shared("overwrite")
 
 
 def pool_examples_for_store(store) -> tuple[list[Example], list[tuple[Example, str]], int]:
-    """Re-read the pool files a store was built from: (row-aligned examples, unscored, pool size).
+    """Re-read the pool files a store was built from, as its manifest records them (files with
+    their sha256, ``lenient``, ``max_examples``): (row-aligned examples, unscored, pool size).
 
     Refuses when a file changed since the store was built (rows would no longer match)."""
     from .data import load_examples
-    from .stage_folder import file_sha256
-    settings = json.loads((store.path / "stage.json").read_text())["settings"]
-    cfg = settings["config"]
+    from .data.hf_datasets import source_sha256
+    mf = store.manifest
+    missing = [k for k in ("lenient", "max_examples") if k not in mf]
+    if missing:
+        raise UserError(f"{store.path}: its manifest records no {missing[0]} (a datastore from an "
+                        f"older version); rebuild the datastore")
     files = [f["path"] for f in store.manifest["data_files"]]
     for f in store.manifest["data_files"]:
-        if not Path(f["path"]).is_file():
+        sha = source_sha256(f["path"])  # a file, or a datasets folder / hub id
+        if sha is None:
             raise UserError(f"{f['path']}: pool file of {store.path} is missing")
-        if file_sha256(f["path"]) != f["sha256"]:
+        if sha != f["sha256"]:
             raise UserError(f"{f['path']} changed since {store.path} was built; rebuild the datastore")
-    examples, _ = load_examples(files, lenient=cfg.get("lenient", False),
-                                max_per_file=cfg.get("max_examples") or None)
+    examples, _ = load_examples(files, lenient=mf["lenient"], max_per_file=mf["max_examples"] or None)
     by_key = {(e.source, e.line): e for e in examples}
     rows = [by_key[(r["file"], r["line"])] for r in store.index()]
     with open(store.path / "skipped.jsonl", encoding="utf-8") as fh:
@@ -69,49 +82,60 @@ def target_examples_for_store(targets) -> list[Example]:
         return []
 
 
+def store_identity(path: Path) -> dict:
+    """What a selection depends on of a store: its path and the sha256 of its manifest and index."""
+    from .datastore.store import INDEX, MANIFEST
+    from .stage_folder import file_sha256
+    return {"path": str(path), "manifest_sha256": file_sha256(path / MANIFEST),
+            "index_sha256": file_sha256(path / INDEX)}
+
+
 def run_select(config: SelectConfig) -> dict:
     """Score, select and write the selection folder (docs/method.md, "Influence", "Selection")."""
-    from .datastore.store import Datastore
-    from .scoring import compute_scores
     from .configs import validate
-    from .stage_folder import stage_dir, stage_status
+    from .less_selector import LessSelector
+    from .stage_folder import stage_dir
     validate(config)  # before any output is touched: a bad rerun leaves the old selection in place
     if not (config.datastore and config.targets and config.output_dir):
         raise UserError("select needs --datastore, --targets and --output-dir")
-    store, targets = Datastore(config.datastore), Datastore(config.targets)
+    selector = LessSelector(config.datastore, config.targets, config.dim or None)
+    store, targets = selector.store, selector.targets
     settings = {"budget": [config.percentage, config.top_k], "dim": config.dim,
+                **({"export": parse_formats(config.export)} if config.export else {}),
                 "subtask_rule": config.subtask_rule,
-                "datastore": str(store.path), "targets": str(targets.path),
-                "datastore_stage": json.loads((store.path / "stage.json").read_text())["settings"],
-                "targets_stage": json.loads((targets.path / "stage.json").read_text())["settings"]}
-    try:  # selections are cheap and derived: same settings skip, other settings rerun
-        changed = stage_status(Path(config.output_dir), settings) != "done"
-    except UserError:
-        changed = True
-    with stage_dir(config.output_dir, "select", settings, overwrite=changed) as part:
+                "datastore": store_identity(store.path), "targets": store_identity(targets.path)}
+    with stage_dir(config.output_dir, "select", settings, overwrite=config.overwrite,
+                   config=to_dict(config)) as part:
         if part is None:
             return json.loads((Path(config.output_dir) / "selection.json").read_text())
-        scores = compute_scores(store.path, targets.path, config.dim or None,
-                                out_file=part / "per_subtask_scores.npy")
-        rows, unscored, n_pool = pool_examples_for_store(store)
-        noise = scores.noise
-        extra = {"datastore": str(store.path), "targets": str(targets.path),
-                 "subtasks": scores.subtasks, "projection_noise": noise}
-        if noise["noise_dominated"]:
-            msg = (f"projection noise (std {noise['noise_std']:.3g} at d={noise['dim']}) is "
-                   f"{noise['noise_to_spread']:.2f}x the spread of the scores (std "
-                   f"{noise['score_std']:.3g}): the expected correlation of these scores with exact "
-                   f"ones is only {noise['expected_correlation_with_exact']:.2f}, so projection noise "
-                   f"drives much of the ranking; d >= {noise['dim_for_correlation_0.95']} would give 0.95")
-            log.warning(msg)
-            extra["noise_warning"] = msg
-        lost = targets.manifest.get("subtasks_without_rows") or []
-        if lost:
-            msg = (f"{len(lost)} target subtask(s) had no usable example after truncation and are "
-                   f"not scored: {', '.join(lost)}")
-            log.warning(msg)
-            extra["missing_subtasks_warning"] = msg
+        selector.scores_file = part / "per_subtask_scores.npy"
+        rows, unscored, n_pool = selector.pool_rows()
+        target_examples = selector.target_examples()
+        per_subtask, subtasks = selector.score_per_subtask(rows, target_examples)
+        extra = {"datastore": str(store.path), "targets": str(targets.path), "subtasks": subtasks,
+                 **_warnings(selector.last.noise, targets.manifest)}
         return write_selection(part, rows, None, config, "less", n_pool=n_pool,
-                               unscored=unscored, extra=extra, per_subtask=scores.per_subtask,
-                               subtasks=scores.subtasks, subtask_rule=config.subtask_rule,
-                               target_examples=target_examples_for_store(targets))
+                               unscored=unscored, extra=extra, per_subtask=per_subtask,
+                               subtasks=subtasks, subtask_rule=config.subtask_rule,
+                               target_examples=target_examples)
+
+
+def _warnings(noise: dict, targets_manifest: dict) -> dict:
+    """The projection-noise estimate, and a warning when noise drives the ranking or when a target
+    subtask has no row."""
+    extra = {"projection_noise": noise}
+    if noise["noise_dominated"]:
+        msg = (f"projection noise (std {noise['noise_std']:.3g} at d={noise['dim']}) is "
+               f"{noise['noise_to_spread']:.2f}x the spread of the scores (std "
+               f"{noise['score_std']:.3g}): the expected correlation of these scores with exact "
+               f"ones is only {noise['expected_correlation_with_exact']:.2f}, so projection noise "
+               f"drives much of the ranking; d >= {noise['dim_for_correlation_0.95']} would give 0.95")
+        log.warning(msg)
+        extra["noise_warning"] = msg
+    lost = targets_manifest.get("subtasks_without_rows") or []
+    if lost:
+        msg = (f"{len(lost)} target subtask(s) had no usable example after truncation and are "
+               f"not scored: {', '.join(lost)}")
+        log.warning(msg)
+        extra["missing_subtasks_warning"] = msg
+    return extra

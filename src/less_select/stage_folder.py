@@ -67,12 +67,35 @@ def _barrier() -> None:
         dist.barrier()
 
 
+def stage_finished(out_dir: str | Path, name: str, settings: dict[str, Any]) -> bool:
+    """True when ``out_dir`` is a finished ``name`` stage made with ``settings`` (skip it); False
+    when it does not exist (run it). Refuses (``UserError``) one made with other settings, naming
+    them, and a folder that is not a finished stage."""
+    out = Path(out_dir)
+    if stage_status(out, settings) == "done":
+        log.info("%s: %s is up to date with these settings; skipping", name, out)
+        return True
+    if out.exists():
+        raise UserError(f"{out} exists but is not a finished {name} stage; delete it or pass --overwrite")
+    return False
+
+
+def _record(name: str, settings: dict[str, Any], config: dict[str, Any] | None) -> str:
+    """``stage.json``: the stage, its settings (the skip key) and, when given, its full config (what
+    replays the run, run-only options such as batch sizes included)."""
+    record = {"stage": name, "settings": settings, **({"config": config} if config is not None else {}),
+              "version": __version__, "git_sha": git_sha()}
+    return json.dumps(record, indent=2, default=str)
+
+
 @contextlib.contextmanager
 def stage_dir(out_dir: str | Path, name: str, settings: dict[str, Any], *,
-              overwrite: bool = False, resume: bool = False) -> Iterator[Path | None]:
+              overwrite: bool = False, resume: bool = False,
+              config: dict[str, Any] | None = None) -> Iterator[Path | None]:
     """Yield a ``.part`` folder to write into, or ``None`` when the stage is already done.
 
-    On success the folder gets ``stage.json`` (stage name, settings, version, git sha) and is renamed
+    On success the folder gets ``stage.json`` (``_record``: stage name, settings, the full
+    ``config`` when given, version, git sha) and is renamed
     to ``out_dir``. With ``overwrite`` a finished ``out_dir`` is replaced only then, so a rerun that
     fails leaves the earlier output as it was. A ``UserError`` raised inside removes the ``.part``
     folder (kept with ``resume``, unless empty). With ``resume`` an existing ``.part`` folder is kept
@@ -82,13 +105,9 @@ def stage_dir(out_dir: str | Path, name: str, settings: dict[str, Any], *,
     """
     out = Path(out_dir)
     main = _rank() == 0
-    if not overwrite:
-        if stage_status(out, settings) == "done":
-            log.info("%s: %s is up to date with these settings; skipping", name, out)
-            yield None
-            return
-        if out.exists():
-            raise UserError(f"{out} exists but is not a finished {name} stage; delete it or pass --overwrite")
+    if not overwrite and stage_finished(out, name, settings):
+        yield None
+        return
     part = out.with_name(out.name + ".part")
     if part.exists() and not resume and main:
         shutil.rmtree(part)
@@ -103,9 +122,7 @@ def stage_dir(out_dir: str | Path, name: str, settings: dict[str, Any], *,
     _barrier()
     if not main:
         return
-    (part / STAGE_FILE).write_text(json.dumps(
-        {"stage": name, "settings": settings, "version": __version__, "git_sha": git_sha()},
-        indent=2, default=str))
+    (part / STAGE_FILE).write_text(_record(name, settings, config))
     _replace_dir(part, out)
     log.info("%s: wrote %s", name, out)
 
@@ -134,21 +151,25 @@ def _replace_dir(part: Path, out: Path) -> None:
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write a file via a temporary sibling and rename, so no partial file is ever visible."""
+    """Write a file via a temporary sibling and rename, so no partial file is ever visible; the
+    sibling's name is unique (two writers never share it) and it is removed if the write fails."""
+    import tempfile
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        tmp.write_text(data, encoding="utf-8")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
-def finish_stage(part: Path, out: Path, name: str, settings: dict[str, Any]) -> bool:
+def finish_stage(part: Path, out: Path, name: str, settings: dict[str, Any],
+                 config: dict[str, Any] | None = None) -> bool:
     """Mark a ``.part`` folder complete and rename it; False if another process already did."""
-    write_atomic(part / STAGE_FILE, json.dumps(
-        {"stage": name, "settings": settings, "version": __version__, "git_sha": git_sha()},
-        indent=2, default=str))
+    write_atomic(part / STAGE_FILE, _record(name, settings, config))
     try:
         part.rename(out)
     except FileNotFoundError:
@@ -170,6 +191,10 @@ def stage_settings(config, data_files: list[str], exclude: tuple[str, ...] = ("o
     """A stage's settings for skip/refuse: its config plus the content hash of its data files, so a
     file rewritten in place (e.g. a new selection) never reuses an output made from the old one."""
     from dataclasses import asdict
+    from .data.hf_datasets import source_sha256
     settings = {k: v for k, v in asdict(config).items() if k not in exclude}
-    settings["data_sha256"] = [file_sha256(f) if Path(f).is_file() else None for f in data_files]
+    if not settings.get("export"):  # recorded only when asked for: older selections still match
+        settings.pop("export", None)
+    # files and datasets folders / hub ids alike (None: the source does not exist)
+    settings["data_sha256"] = [source_sha256(f) for f in data_files]
     return settings

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import shutil
 import time
@@ -24,7 +23,7 @@ from typing import Iterator
 
 from .. import locks
 from ..errors import UserError
-from ..stage_folder import finish_stage
+from ..stage_folder import finish_stage, write_atomic
 
 log = logging.getLogger(__name__)
 SETTINGS = "settings.json"
@@ -35,13 +34,6 @@ _SHARD_LOCK = re.compile(r"build-shard-(\d+)-of-(\d+)\.lock")
 
 def shard_lock_name(rank: int, world: int) -> str:
     return f"build-shard-{rank:03d}-of-{world:03d}.lock"
-
-
-def _write_unique(path: Path, text: str) -> None:
-    """Atomic write through a per-process temporary name (concurrent writers never share one)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 @contextlib.contextmanager
@@ -76,7 +68,7 @@ def _check_settings(part: Path, lock: Path, settings_json: str, world: int, othe
     has_chunks = any(p.is_dir() for p in part.iterdir())
     if recorded == settings_json or (recorded is None and not has_chunks):
         if recorded is None:
-            _write_unique(settings_file, settings_json)
+            write_atomic(settings_file, settings_json)
         return
     if world > 1 or others:
         who = f" (being built by {locks.describe(others[0][1])})" if others else ""
@@ -86,7 +78,7 @@ def _check_settings(part: Path, lock: Path, settings_json: str, world: int, othe
         if p == lock:
             continue
         shutil.rmtree(p) if p.is_dir() else p.unlink()
-    _write_unique(settings_file, settings_json)
+    write_atomic(settings_file, settings_json)
 
 
 def take_finalize_lock(part: Path, out: Path, wait_s: float = FINALIZE_WAIT_S) -> bool:
@@ -110,13 +102,14 @@ def take_finalize_lock(part: Path, out: Path, wait_s: float = FINALIZE_WAIT_S) -
         time.sleep(0.2)
 
 
-def finish_locked(part: Path, out: Path, settings: dict) -> None:
-    """Rename the completed folder (holding the finalize lock) and drop the build bookkeeping."""
+def finish_locked(part: Path, out: Path, settings: dict, config: dict | None = None) -> None:
+    """Rename the completed folder (holding the finalize lock) and drop the build bookkeeping;
+    ``stage.json`` records ``settings`` (the skip key) and the full ``config``."""
     for p in part.iterdir():  # other shards' locks (their chunks are all written) and stray temps
         if p.name != FINALIZE_LOCK and (_SHARD_LOCK.fullmatch(p.name) or p.name.endswith(".tmp")):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-    finish_stage(part, out, "datastore", settings)
+    finish_stage(part, out, "datastore", settings, config)
     # after the rename: a kill before it leaves these for the resumed finalize to reuse
     for name in (SETTINGS, FINALIZE_LOCK):
         with contextlib.suppress(FileNotFoundError):
