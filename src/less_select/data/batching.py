@@ -18,14 +18,33 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
     Returns (loss [N], T [N]); an example without completion tokens has loss 0 and T = 0. Computed
     in at least float32 (float64 logits stay float64), on the logits' device.
     """
-    shift_logits = logits[:, :-1, :]                                    # [N,S-1,V]: t predicts t+1
-    shift_logits = shift_logits.to(torch.promote_types(shift_logits.dtype, torch.float32))
-    shift_labels = labels[:, 1:].to(logits.device)                      # [N,S-1]
-    mask = shift_labels != IGNORE_INDEX                                 # [N,S-1]
-    tok_loss = torch.nn.functional.cross_entropy(shift_logits.transpose(1, 2), shift_labels.clamp(min=0),
-                                                 reduction="none")      # [N,S-1]
-    n_tokens = mask.sum(dim=1)                                          # [N]
-    return (tok_loss * mask).sum(dim=1) / n_tokens.clamp(min=1), n_tokens
+    mask, targets, _ = loss_positions(labels.to(logits.device))
+    return token_loss_means(logits[:, :-1, :][mask], targets, mask)
+
+
+def loss_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where the loss is taken: (mask [N,S-1], targets [T], n_tokens [N]).
+
+    ``mask[n, t]`` is True when position t predicts a labelled token t+1; ``targets`` are those
+    labels in row-major order (the order of ``x[mask]`` for any ``x`` of shape [N, S-1, ...])."""
+    shift_labels = labels[:, 1:]                                        # [N,S-1]: t predicts t+1
+    mask = shift_labels != IGNORE_INDEX
+    return mask, shift_labels[mask], mask.sum(dim=1)
+
+
+def token_loss_means(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean cross-entropy of each example [N], T [N]) from the logits of the loss positions only.
+
+    ``logits`` [T, V] are the rows of ``mask`` (row-major), ``targets`` [T] their labels. One
+    cross-entropy over the flat [T, V] rows: no work at prompt or padding positions, and the fast
+    2-D kernel rather than the [N, V, S] layout."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    tok_loss = torch.nn.functional.cross_entropy(logits, targets, reduction="none")   # [T]
+    n_tokens = mask.sum(dim=1)                                                        # [N]
+    rows = torch.arange(mask.shape[0], device=mask.device).repeat_interleave(n_tokens)  # [T]
+    sums = torch.zeros(mask.shape[0], dtype=tok_loss.dtype, device=tok_loss.device).index_add(0, rows, tok_loss)
+    return sums / n_tokens.clamp(min=1), n_tokens
 
 
 def collate(batch: Sequence[Encoded], pad_token_id: int) -> dict[str, torch.Tensor]:

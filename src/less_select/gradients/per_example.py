@@ -12,12 +12,13 @@ caller can transform and project it module by module and the full [N, P] matrix 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
-from ..data.batching import per_example_loss
+from ..data.batching import loss_positions, per_example_loss, token_loss_means  # noqa: F401 (re-export)
 from ..errors import UserError
 from ..training.checkpoints import canonical_param_name
 
@@ -99,13 +100,19 @@ class PerExampleLoraGradients:
         def forward_hook(module, inputs, output):
             x = inputs[0].detach()                                      # [N,S,I]
             acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+            # zero padding on the narrower side of the product (r wide for LoRA A's output and B's
+            # input), never by copying the full-width one
+            mask_input = x.shape[-1] <= output.shape[-1]
 
             def grad_hook(gout):                                        # gout: [N,S,O]
+                xm, gm = x, gout
                 if self._mask is not None:
-                    xm = x * self._mask[:, :, None].to(x.dtype)         # padding contributes nothing
-                else:
-                    xm = x
-                grad = torch.bmm(gout.transpose(1, 2).to(acc_dtype),
+                    m = self._mask[:, :, None]
+                    if mask_input:
+                        xm = x * m.to(x.dtype)
+                    else:
+                        gm = gout * m.to(gout.dtype)
+                grad = torch.bmm(gm.transpose(1, 2).to(acc_dtype),
                                  xm.to(acc_dtype))                      # [N,O,S] @ [N,S,I] -> [N,O,I]
                 self.callback(param, grad.reshape(grad.shape[0], -1))   # [N,O*I]
             output.register_hook(grad_hook)
@@ -115,18 +122,47 @@ class PerExampleLoraGradients:
         """One forward+backward; returns (per-example loss [N], completion token counts [N])."""
         was_training = self.model.training
         self.model.eval()  # dropout off: the gradient of the deterministic model
+        mask, targets, n_tokens = loss_positions(batch["labels"])
+        if bool((n_tokens == 0).any()):
+            raise ValueError("batch contains an example without completion tokens")
         try:
             self._mask = batch["attention_mask"]
-            out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                             use_cache=False)
-            loss, n_tokens = per_example_loss(out.logits, batch["labels"])
-            if bool((n_tokens == 0).any()):
-                raise ValueError("batch contains an example without completion tokens")
+            with loss_positions_only(self.model, mask):
+                out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 use_cache=False)
+            logits = out.logits
+            if logits.dim() == 3:     # the model did not let us narrow its output head
+                logits = logits[:, :-1, :][mask]
+            loss, _ = token_loss_means(logits, targets, mask)
             loss.sum().backward()  # sum of per-example means: each example keeps its own gradient
         finally:
             self._mask = None
             self.model.train(was_training)
         return loss.detach(), n_tokens
+
+
+@contextlib.contextmanager
+def loss_positions_only(model: torch.nn.Module, mask: torch.Tensor) -> Iterator[None]:
+    """While active, the model's output head sees only the hidden states of the loss positions
+    (``mask`` [N, S-1]), so it returns logits [T, V] instead of [N, S, V].
+
+    The head (vocabulary x hidden) is often the largest matrix of a small model and most positions
+    are prompt or padding: their logits are never needed. Anything the model applies to the head's
+    output (scaling, soft-capping) is elementwise and unaffected. A head called without a positional
+    hidden-state argument is left alone (the caller then gets [N, S, V] logits)."""
+    head = model.get_output_embeddings()
+
+    def narrow(module, args):
+        if not args or args[0].dim() != 3 or args[0].shape[1] != mask.shape[1] + 1:
+            return None
+        return (args[0][:, :-1][mask], *args[1:])                     # [N,S,H] -> [T,H]
+
+    handle = head.register_forward_pre_hook(narrow) if head is not None else None
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 def per_example_gradients(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
