@@ -61,18 +61,20 @@ def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np
                     unscored: Sequence[tuple[Example, str]] = (), best_subtask: Sequence[str] | None = None,
                     extra: dict | None = None, per_subtask: np.ndarray | None = None,
                     subtasks: Sequence[str] | None = None, subtask_rule: str = "max",
-                    target_examples: Sequence[Example] = ()) -> dict:
+                    target_examples: Sequence[Example] = (), order: Sequence[int] | None = None) -> dict:
     """Rank ``examples`` and write the selection folder; returns the report.
 
     Either ``scores`` (one per example, ranked by descending score) or ``per_subtask`` ``[n, K]``
     with its ``subtasks`` names, ranked by ``subtask_rule`` (``subtask_rules.py``); the latter also
     writes ``per_subtask_scores.npy`` (unless already there) and each row's best subtask.
-    ``target_examples`` feed the diagnostics (completion lengths of the targets)."""
+    ``target_examples`` feed the diagnostics (completion lengths of the targets). ``order`` (positions
+    into ``examples``, best first; a permutation) replaces the ranking by score, for a method whose
+    ranking is not one score's order (predict's cascade ranks its real scores before predictions)."""
     from .diagnostics import selection_diagnostics
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rule = get_rule(subtask_rule)
-    order = None
+    given, order = (None if order is None else np.asarray(order, dtype=np.int64)), None
     if per_subtask is not None:
         per_subtask = np.asarray(per_subtask)
         if subtasks is None or per_subtask.shape != (len(examples), len(subtasks)):
@@ -94,6 +96,10 @@ def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np
         k = len(examples)
     if k <= 0:
         raise UserError(f"the budget selects no example from a pool of {n_pool}; raise --percentage or --top-k")
+    if given is not None:
+        if not np.array_equal(np.sort(given), np.arange(len(examples))):
+            raise ValueError(f"order must be a permutation of the {len(examples)} example positions")
+        order = given
     order = rank_order(scores) if order is None else order
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)

@@ -61,6 +61,23 @@ def predict_config(setup, name: str, **kw):
     base = dict(model=str(model_dir), checkpoints=[str(ckpts)], data=[str(p) for p in pools],
                 task=str(target), output_dir=str(root / name), projector="identity", dims=[1024],
                 dtype="float64", max_seq_length=64, max_tokens_per_batch=512, chunk_size=16,
-                sample_fraction=0.5, min_sample=10, pca_dims=4, folds=3, top_k=6)
+                sample_fraction=0.5, min_sample=10, pca_dims=4, folds=3, top_k=6,
+                forward_features=False)  # 24 more columns than this sample fits: test_forward.py
     base.update(kw)
     return PredictConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def full_less(predict_setup):
+    """Full LESS on the whole pool: datastore, targets, select (the truth)."""
+    from less_select.datastore.build import DatastoreConfig, TargetsConfig, run_datastore, run_targets
+    from less_select.select_stage import SelectConfig, run_select
+    root, model_dir, ckpts, pools, target = predict_setup
+    common = dict(model=str(model_dir), checkpoints=[str(ckpts)], projector="identity", dims=[1024],
+                  dtype="float64", max_seq_length=64, max_tokens_per_batch=512, chunk_size=16)
+    store = run_datastore(DatastoreConfig(data=[str(p) for p in pools],
+                                          output_dir=str(root / "full_store"), **common))
+    tstore = run_targets(TargetsConfig(task=str(target), output_dir=str(root / "full_targets"), **common))
+    run_select(SelectConfig(datastore=str(store), targets=str(tstore), top_k=6,
+                            output_dir=str(root / "full_sel")))
+    return root / "full_sel", store, tstore

@@ -68,3 +68,18 @@ def test_cascade_covering_the_pool_is_the_exact_ranking(rule_name):
     real_rows = np.concatenate([sample, cand])
     order, _ = modes.cascade_order(combined, real_rows, truth[real_rows], rule)
     assert np.array_equal(order, rule.rank(truth))
+
+
+def test_write_selection_keeps_a_given_order(tmp_path):
+    """``order=`` (how predict's cascade ranks real scores first) wins over the score order."""
+    import json
+
+    from less_select.selection import BudgetConfig, write_selection
+    exs = [Example(id=f"e{i}", messages=[], source="a.jsonl", line=i + 1, raw={"id": f"e{i}"})
+           for i in range(4)]
+    scores = np.array([0.9, 0.1, 0.5, 0.3])
+    rep = write_selection(tmp_path / "s", exs, scores, BudgetConfig(top_k=2), "t", order=[1, 3, 0, 2])
+    lines = (tmp_path / "s" / "top_k2.jsonl").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == ["e1", "e3"] and rep["n_selected"] == 2
+    with pytest.raises(ValueError, match="permutation"):
+        write_selection(tmp_path / "t", exs, scores, BudgetConfig(top_k=2), "t", order=[0, 0, 1, 2])

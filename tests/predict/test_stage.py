@@ -15,22 +15,6 @@ from less_select.predict import run_predict
 from .conftest import predict_config
 
 
-@pytest.fixture(scope="module")
-def full_less(predict_setup):
-    """Full LESS on the whole pool: datastore, targets, select (the truth)."""
-    from less_select.datastore.build import DatastoreConfig, TargetsConfig, run_datastore, run_targets
-    from less_select.select_stage import SelectConfig, run_select
-    root, model_dir, ckpts, pools, target = predict_setup
-    common = dict(model=str(model_dir), checkpoints=[str(ckpts)], projector="identity", dims=[1024],
-                  dtype="float64", max_seq_length=64, max_tokens_per_batch=512, chunk_size=16)
-    store = run_datastore(DatastoreConfig(data=[str(p) for p in pools],
-                                          output_dir=str(root / "full_store"), **common))
-    tstore = run_targets(TargetsConfig(task=str(target), output_dir=str(root / "full_targets"), **common))
-    run_select(SelectConfig(datastore=str(store), targets=str(tstore), top_k=6,
-                            output_dir=str(root / "full_sel")))
-    return root / "full_sel", store, tstore
-
-
 def test_sample_scores_equal_full_less(predict_setup, full_less):
     sel_dir, _, _ = full_less
     report = run_predict(predict_config(predict_setup, "run_pred", mode="predicted"))

@@ -12,7 +12,9 @@ Per pool example i and target subtask k (subtasks in sorted order, as in scoring
   k is exactly the ``bm25`` baseline's score);
 * ``prompt_tokens``, ``completion_tokens`` [n]: token counts after encoding and truncation, as the
   datastore encodes the example;
-* ``source`` [n]: index into ``sources`` (the example's file name).
+* ``source`` [n]: index into ``sources`` (the example's file name);
+* ``forward`` [n, F] (optional): forward-pass statistics under the base model and each checkpoint
+  (loss, logit-gradient norm, entropy: forward.py), cached apart in ``forward/``.
 
 The cache is a folder of ``.npy`` files and ``manifest.json`` (subtasks, sources, ids, seconds),
 written through :func:`~less_select.stage_folder.stage_dir` so a finished cache is reused only with the
@@ -50,6 +52,7 @@ class PoolFeatures:
     sources: list[str]
     subtasks: list[str]
     seconds: float = 0.0
+    forward: np.ndarray | None = None  # float32 [n, F] forward-pass features (forward.py)
 
     def columns(self, subtasks: Sequence[str]) -> "PoolFeatures":
         """The same features with the per-subtask columns restricted/reordered to ``subtasks``."""
@@ -59,12 +62,13 @@ class PoolFeatures:
         cols = [self.subtasks.index(s) for s in subtasks]
         return PoolFeatures(self.embedding, self.cosine[:, cols], self.bm25[:, cols],
                             self.prompt_tokens, self.completion_tokens, self.source, self.sources,
-                            list(subtasks), self.seconds)
+                            list(subtasks), self.seconds, self.forward)
 
     def rows(self, idx: np.ndarray) -> "PoolFeatures":
         return PoolFeatures(self.embedding[idx], self.cosine[idx], self.bm25[idx],
                             self.prompt_tokens[idx], self.completion_tokens[idx], self.source[idx],
-                            self.sources, self.subtasks, self.seconds)
+                            self.sources, self.subtasks, self.seconds,
+                            None if self.forward is None else self.forward[idx])
 
 
 def subtask_labels(targets: Sequence[Example]) -> list[str]:
@@ -162,14 +166,15 @@ class Reducer:
 
 def n_design_columns(feats: PoolFeatures, reducer: Reducer) -> int:
     pca = reducer.pca.n_components_ if reducer.pca is not None else 0
-    return pca + 2 + len(feats.sources) + 2 + len(feats.subtasks)
+    fwd = 0 if feats.forward is None else 2 * feats.forward.shape[1]
+    return pca + 2 + len(feats.sources) + fwd + 2 + len(feats.subtasks)
 
 
 def design_matrix(feats: PoolFeatures, reducer: Reducer) -> np.ndarray:
     """Predictor input, float64 [n * K, F]: row i * K + k is example i against subtask k.
 
-    Columns: PCA of the embedding, log(1 + prompt/completion tokens), source one-hot (shared by
-    the K rows of an example), then the cosine and log(1 + BM25) against subtask k and subtask k's
+    Columns: PCA of the embedding, log(1 + prompt/completion tokens), source one-hot, the forward
+    features and their logarithms (all shared by the K rows of an example), then the cosine and log(1 + BM25) against subtask k and subtask k's
     one-hot. One model over all subtasks shares what the subtasks have in common (the example's
     length and kind drive much of every subtask's score) and sees each subtask's own similarity.
     """
@@ -178,6 +183,7 @@ def design_matrix(feats: PoolFeatures, reducer: Reducer) -> np.ndarray:
         reducer.transform(feats.embedding),
         np.log1p(feats.prompt_tokens)[:, None], np.log1p(feats.completion_tokens)[:, None],
         np.eye(len(feats.sources))[feats.source],
+        *forward_columns(feats.forward, n),
     ], axis=1)
     per_sub = np.stack([feats.cosine.astype(np.float64),
                         np.log1p(np.maximum(feats.bm25.astype(np.float64), 0.0))], axis=2)  # [n, K, 2]
@@ -187,3 +193,12 @@ def design_matrix(feats: PoolFeatures, reducer: Reducer) -> np.ndarray:
         np.tile(np.eye(k), (n, 1)),
     ], axis=1)
     return rows
+
+
+def forward_columns(forward: np.ndarray | None, n: int) -> list[np.ndarray]:
+    """The forward features and their logarithms (all are positive; the scores relate to their
+    ratios, e.g. checkpoint loss over base loss, which a linear model sees as a log difference)."""
+    if forward is None:
+        return [np.zeros((n, 0))]
+    f = np.asarray(forward, np.float64)
+    return [f, np.log(np.maximum(f, 0.0) + 1e-6)]

@@ -76,11 +76,13 @@ def known_predictors() -> list[str]:
 
 
 def costs(n_pool: int, n_sample: int, n_cascade: int, n_checkpoints: int, n_target_rows: int,
-          seconds: dict[str, float]) -> dict:
+          seconds: dict[str, float], n_forward_models: int = 0) -> dict:
     """Gradient passes against full LESS, and wall seconds with full LESS's extrapolated.
 
     A gradient pass is one example's per-example gradient at one checkpoint. Full LESS needs every
-    pool example at every checkpoint; both need the targets' passes, which are counted apart. Full
+    pool example at every checkpoint; both need the targets' passes, which are counted apart. The
+    forward features cost one forward pass (no backward, no projection) per pool example and model
+    (``n_forward_models``: the base model and each checkpoint), counted apart as well. Full
     LESS's datastore seconds are extrapolated linearly from the sample store's seconds per row (the
     datastore's time grows linearly with rows: docs/performance.md)."""
     passes = (n_sample + n_cascade) * n_checkpoints
@@ -91,6 +93,7 @@ def costs(n_pool: int, n_sample: int, n_cascade: int, n_checkpoints: int, n_targ
     return {"pool_gradient_passes": passes, "full_less_pool_gradient_passes": full,
             "gradient_pass_fraction": passes / full if full else 0.0,
             "target_gradient_passes": n_target_rows * n_checkpoints,
+            "pool_forward_passes": n_pool * n_forward_models,
             "seconds": seconds, "seconds_total": ours,
             "full_less_seconds_estimated": full_seconds,
             "seconds_saved_estimated": full_seconds - ours,

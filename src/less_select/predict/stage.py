@@ -4,6 +4,7 @@ Layout of the run folder (``output_dir``)::
 
     targets/              target features (plain gradients), unless an existing ``targets`` is given
     features/             cheap features of every pool example (cached; see features.py)
+    forward/              forward-pass features under the base model and each checkpoint (forward.py)
     sample-<hash>/        gradient store of the labelled sample (the datastore builder on its rows)
     cascade-<hash>/       gradient store of the cascade's candidates outside the sample
     timings.json          measured seconds of each of those, kept when a later run reuses them
@@ -19,7 +20,6 @@ in ``predicted`` or ``cascade`` mode (modes.py) with the same subtask rule as LE
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import time
@@ -29,15 +29,15 @@ from typing import Literal
 
 import numpy as np
 
-from ..configs import option, to_dict
+from ..configs import option, shared, to_dict
 from ..data import Example, load_examples
 from ..errors import UserError
 from ..datastore.build import DatastoreConfig, FeatureConfig, TargetsConfig, build_store, \
-    examples_fingerprint, run_targets
+    examples_fingerprint, resolve_checkpoints, run_targets
 from ..selection import BudgetConfig, write_selection
 from ..stage_folder import file_sha256, stage_dir, stage_status, write_atomic
 from ..subtask_rules import get_rule
-from . import modes
+from . import forward, modes
 from .features import PoolFeatures, Reducer, cached_features, design_matrix, n_design_columns
 from .models import SubtaskPredictor
 from .report import costs, evaluate_predictors, known_predictors
@@ -56,7 +56,7 @@ class PredictConfig(DatastoreConfig, BudgetConfig):
 
     output_dir: str = option("", help="Run folder (stores, feature cache, selection/ with prediction.json).")
     task: str = option("", help="Target: bbh, mmlu, tydiqa (need --data-dir) or a file of target examples.")
-    data_dir: str = option("", help="LESS data folder (holding eval/) for the built-in tasks.")
+    data_dir: str = shared("data_dir")
     targets: str = option("", help="A finished target-features folder to reuse (else built in the run folder).")
     targets_max_seq_length: int = option(0, help="Truncation of the target examples (0: --max-seq-length).")
     mode: Literal["predicted", "cascade"] = option("cascade", help=(
@@ -64,7 +64,7 @@ class PredictConfig(DatastoreConfig, BudgetConfig):
         "gradients for the top c x k predicted candidates, then the exact top-k among them."))
     sample_fraction: float = option(0.1, help="Share of the pool labelled with real LESS scores, in (0, 1).")
     stratify: Stratify = option("none", help="Stratify the sample by source file or the records' dataset field.")
-    seed: int = option(0, help="Seed of the sample, the folds and the models.")
+    seed: int = shared("seed")
     cascade_factor: float = option(3.0, help="c: the cascade scores the top c x k predicted candidates (>= 1).")
     predictor: Literal["auto", "ridge", "hgb"] = option("auto", help=(
         "ridge (linear), hgb (gradient boosting), or auto: the better out of fold."))
@@ -75,6 +75,9 @@ class PredictConfig(DatastoreConfig, BudgetConfig):
     subtask_rule: Literal["max", "balanced"] = option("max", help=(
         "How per-subtask scores become one ranking: max (LESS) or balanced (round-robin)."))
     min_sample: int = option(30, help="Refuse samples with fewer labelled examples than this.")
+    forward_features: bool = option(True, help=(
+        "Also use forward-pass features (loss, logit-gradient norm, entropy under the base model and "
+        "each checkpoint): one forward pass per example and model, no backward."))
     dim: int = option(0, help="Projection dimension to score with (0: the store's first).")
 
 
@@ -128,9 +131,12 @@ def _feature_config(config: PredictConfig, output_dir: Path, **overrides) -> Fea
 
 
 def real_scores(config: PredictConfig, examples: list[Example], folder_prefix: str, targets: Path,
-                timings: Timings) -> tuple[np.ndarray, list[str], int, Path]:
-    """(real per-subtask LESS scores [len(examples), K], subtasks, checkpoints, store) via the
-    datastore builder and ``compute_scores``, the same code as full LESS."""
+                timings: Timings) -> tuple[np.ndarray, list[str], int, float]:
+    """(real per-subtask LESS scores [len(examples), K], subtasks, checkpoints, store seconds) via
+    the datastore builder and ``compute_scores``, the same code as full LESS.
+
+    ``run_predict(scorer=...)`` takes any function of this signature instead (the benchmark looks
+    the scores up in a full LESS store it has already built, so many seeds cost no gradients)."""
     from ..datastore.store import Datastore
     from ..scoring import compute_scores
     out = Path(config.output_dir) / f"{folder_prefix}-{examples_fingerprint(examples)[:12]}"
@@ -144,24 +150,26 @@ def real_scores(config: PredictConfig, examples: list[Example], folder_prefix: s
         raise RuntimeError(f"{store}: rows do not match the examples given (an example lost its "
                            "completion token although the pool check kept it)")
     scores = compute_scores(store, targets, config.dim or None)
-    return scores.per_subtask.astype(np.float64), scores.subtasks, len(Datastore(store).checkpoints), store
+    return (scores.per_subtask.astype(np.float64), scores.subtasks, len(Datastore(store).checkpoints),
+            timings.data[out.name])
 
 
 def trainable_pool(config: PredictConfig):
-    """(examples with a completion token, [(left-out example, reason)], token counts [n, 2], size)."""
-    from ..data.encode import encode_all
+    """(examples with a completion token, [(left-out example, reason)], token counts [n, 2], size,
+    their encodings)."""
+    from ..data.encode import encode_all, split_by_completion
     from ..modeling import load_tokenizer
     examples, report = load_examples(config.data, lenient=config.lenient,
                                      max_per_file=config.max_examples or None)
     encoded, _ = encode_all(examples, load_tokenizer(config.model), config.max_seq_length, config.template)
-    keep = [i for i, e in enumerate(encoded) if e.n_completion_tokens > 0]
+    keep, dropped = split_by_completion(encoded)
     reason = f"no completion token after truncation to {config.max_seq_length}"
-    left = [(examples[i], reason) for i, e in enumerate(encoded) if e.n_completion_tokens == 0]
+    left = [(examples[i], reason) for i in dropped]
     counts = np.asarray([[len(encoded[i].input_ids) - encoded[i].n_completion_tokens,
                           encoded[i].n_completion_tokens] for i in keep], np.int64).reshape(-1, 2)
     if report.total_skipped:
         log.warning("predict: %d malformed record(s) skipped (--lenient)", report.total_skipped)
-    return [examples[i] for i in keep], left, counts, len(examples)
+    return [examples[i] for i in keep], left, counts, len(examples), [encoded[i] for i in keep]
 
 
 def target_store(config: PredictConfig, timings: Timings) -> Path:
@@ -191,6 +199,22 @@ def pool_features(config: PredictConfig, pool: list[Example], counts: np.ndarray
     return cached_features(Path(config.output_dir) / "features", settings, pool, targets, counts, rds)
 
 
+def pool_forward(config: PredictConfig, pool: list[Example], encoded: list) -> tuple[np.ndarray, float, bool]:
+    """Forward-pass features of the pool (cached in ``forward/``): (array, seconds, reused)."""
+    from ..modeling import load_tokenizer, model_identity
+    from ..stage_folder import file_sha256
+    ckpts = [str(p.resolve()) for p in resolve_checkpoints(config.checkpoints)]
+    weights = [Path(c) / "adapter_model.safetensors" for c in ckpts]
+    settings = {"model": model_identity(config.model), "checkpoints": ckpts, "dtype": config.dtype,
+                "adapters_sha256": [file_sha256(w) if w.is_file() else None for w in weights],
+                "pool": examples_fingerprint(pool), "max_seq_length": config.max_seq_length,
+                "template": config.template, "stats": list(forward.STATS)}
+    tok = load_tokenizer(config.model)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    return forward.cached_forward(Path(config.output_dir) / "forward", settings, lambda: forward.forward_features(
+        config.model, ckpts, encoded, pad, config.dtype, config.max_tokens_per_batch, config.max_batch_size))
+
+
 def predict_pool(model: SubtaskPredictor, feats: PoolFeatures, reducer: Reducer) -> np.ndarray:
     n, k = feats.cosine.shape
     out = np.zeros((n, k), np.float64)
@@ -206,15 +230,19 @@ def selection_settings(config: PredictConfig) -> dict:
     return settings
 
 
-def run_predict(config: PredictConfig) -> dict:
+def run_predict(config: PredictConfig, scorer=None) -> dict:
     """The ``predict`` stage; returns the selection report (with ``prediction``).
 
-    The selection folder is ``<output_dir>/selection`` (what ``compare`` trains on)."""
+    The selection folder is ``<output_dir>/selection`` (what ``compare`` trains on). ``scorer``
+    (Python only) replaces :func:`real_scores`, e.g. to read real scores from an existing full
+    store; its ``description`` attribute is recorded in the selection's settings."""
     check_config(config)
     config = dataclasses.replace(config, data=[str(Path(f).resolve()) for f in config.data])
     out = Path(config.output_dir)
     sel_dir = out / "selection"
     settings = selection_settings(config)
+    if scorer is not None:
+        settings["scores_from"] = str(getattr(scorer, "description", "a custom scorer"))
     try:  # the selection is derived: same settings skip, other settings rerun (stores are reused)
         changed = config.overwrite or stage_status(sel_dir, settings) != "done"
     except UserError:
@@ -223,16 +251,16 @@ def run_predict(config: PredictConfig) -> dict:
     with stage_dir(sel_dir, "predict", settings, overwrite=changed) as part:
         if part is None:
             return json.loads((sel_dir / "selection.json").read_text())
-        return _run(config, part)
+        return _run(config, part, scorer or real_scores)
 
 
-def _run(config: PredictConfig, part: Path) -> dict:
+def _run(config: PredictConfig, part: Path, scorer=real_scores) -> dict:
     from ..datastore.store import Datastore
     from ..data.targets import build_target_examples
     out = Path(config.output_dir)
     timings = Timings(out / "timings.json")
     rule = get_rule(config.subtask_rule)
-    pool, unscored, counts, n_all = trainable_pool(config)
+    pool, unscored, counts, n_all, encoded = trainable_pool(config)
     k = config.n_select(n_all)
     if not pool:
         raise UserError("no pool example keeps a completion token at --max-seq-length; nothing to select")
@@ -244,12 +272,17 @@ def _run(config: PredictConfig, part: Path) -> dict:
     feats = feats.columns(subtasks)
     reducer = Reducer(config.pca_dims, config.seed).fit(feats.embedding)
     sample = draw_sample(pool, config.sample_fraction, config.seed, config.stratify)
-    check_sample_size(len(sample), n_design_columns(feats, reducer), len(subtasks), config)
+    n_forward = 2 * len(forward.STATS) * (1 + len(resolve_checkpoints(config.checkpoints)))
+    check_sample_size(len(sample), n_design_columns(feats, reducer) + n_forward * config.forward_features,
+                      len(subtasks), config)
+    if config.forward_features:   # after the refusal: a refused run pays no forward pass either
+        feats.forward, secs, reused = pool_forward(config, pool, encoded)
+        seconds["forward_features"] = timings.record("forward_features", secs, reused)
 
-    y, got, n_ckpt, store = real_scores(config, [pool[i] for i in sample], "sample", targets, timings)
+    y, got, n_ckpt, seconds["sample_gradients"] = scorer(config, [pool[i] for i in sample], "sample",
+                                                         targets, timings)
     if got != subtasks:
         raise RuntimeError(f"scored subtasks {got} differ from the targets' {subtasks}")
-    seconds["sample_gradients"] = timings.data[store.name]
     seconds["targets"] = timings.data.get("targets", 0.0)
 
     start = time.perf_counter()
@@ -257,7 +290,7 @@ def _run(config: PredictConfig, part: Path) -> dict:
     seconds["fitting"] = time.perf_counter() - start
     if config.mode == "cascade":
         order, shown, real_rows, cand = run_cascade(config, pool, combined, sample, y, k, rule,
-                                                    targets, timings, seconds)
+                                                    targets, timings, seconds, scorer)
     else:
         real_rows, cand = sample, np.zeros(0, np.int64)
         order, shown = rule.rank(combined), combined
@@ -267,7 +300,8 @@ def _run(config: PredictConfig, part: Path) -> dict:
         "n_sample": int(len(sample)), "n_cascade_scored": int(len(cand)), "budget": k,
         "subtasks": subtasks, "sample_fraction": config.sample_fraction, "stratify": config.stratify,
         "seed": config.seed, "quality_out_of_fold": quality,
-        "cost": costs(len(pool), len(sample), len(cand), n_ckpt, n_targets, seconds),
+        "cost": costs(len(pool), len(sample), len(cand), n_ckpt, n_targets, seconds,
+                      n_forward_models=(1 + n_ckpt) if config.forward_features else 0),
     }
     return _write(part, config, pool, unscored, n_all, order, shown, real_rows, subtasks, rule, prediction)
 
@@ -287,13 +321,14 @@ def fit_and_predict(config: PredictConfig, feats: PoolFeatures, reducer: Reducer
 
 
 def run_cascade(config: PredictConfig, pool: list[Example], combined: np.ndarray, sample: np.ndarray,
-                y: np.ndarray, k: int, rule, targets: Path, timings: Timings, seconds: dict):
+                y: np.ndarray, k: int, rule, targets: Path, timings: Timings, seconds: dict,
+                scorer=real_scores):
     """Real scores for the candidates outside the sample; (order, shown scores, real rows, candidates)."""
     cand = modes.cascade_candidates(combined, sample, k, config.cascade_factor, rule)
     yc = np.zeros((0, y.shape[1]))
     if len(cand):
-        yc, _, _, cstore = real_scores(config, [pool[i] for i in cand], "cascade", targets, timings)
-        seconds["cascade_gradients"] = timings.data[cstore.name]
+        yc, _, _, seconds["cascade_gradients"] = scorer(config, [pool[i] for i in cand], "cascade",
+                                                        targets, timings)
     real_rows = np.concatenate([sample, cand])
     order, shown = modes.cascade_order(combined, real_rows, np.concatenate([y, yc]), rule)
     return order, shown, real_rows, cand
@@ -308,28 +343,12 @@ def _write(part: Path, config: PredictConfig, pool: list[Example], unscored, n_a
     np.save(part / "per_subtask_scores.npy", shown.astype(np.float32))
     np.save(part / "real_scored.npy", real_mask)
     write_atomic(part / "prediction.json", json.dumps(prediction, indent=2))
-    score = rule.score(shown)
-    best = [subtasks[j] for j in np.asarray(shown).argmax(axis=1)]
     q = prediction["quality_out_of_fold"]
     extra = {"prediction": {"mode": prediction["mode"], "chosen_predictor": q["chosen"],
                             "verdict": q["verdict"], "n_real_scored": int(real_mask.sum()),
                             "cost": prediction["cost"]}}
-    kwargs = dict(n_pool=n_all, unscored=unscored, best_subtask=best, extra=extra)
-    params = inspect.signature(write_selection).parameters
-    if "order" in params:
-        kwargs["order"] = order
-        if "per_subtask" in params:
-            kwargs["per_subtask"] = shown
-    elif not np.array_equal(order, _score_order(score)):
-        # an older writer ranks by score only: give it a key that reproduces our order; the
-        # real/predicted scores are in per_subtask_scores.npy
-        key = np.empty(len(order), np.float64)
-        key[order] = -np.arange(len(order), dtype=np.float64)
-        score = key
-        extra["prediction"]["score_column"] = "minus the selection position (scores in per_subtask_scores.npy)"
-    return write_selection(part, pool, score, config, f"predict:{prediction['mode']}", **kwargs)
-
-
-def _score_order(score: np.ndarray) -> np.ndarray:
-    from ..subtask_rules import rank_order
-    return rank_order(score)
+    # the score column is the shown score (real or predicted); the cascade's order ranks the real
+    # scores first, so it is passed as is
+    return write_selection(part, pool, None, config, f"predict:{prediction['mode']}", n_pool=n_all,
+                           unscored=unscored, extra=extra, per_subtask=shown, subtasks=subtasks,
+                           subtask_rule=rule.name, order=order)
