@@ -106,6 +106,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
     parser.add_argument("--threads", type=_threads, default=0, dest="torch_threads",
                         help="torch CPU threads (0: leave torch's default).")
+    parser.add_argument("--progress", choices=("auto", "bar", "log"), default=None, help=(
+        "How long loops report progress: bar (tqdm: count, rate, ETA), log (a line every few "
+        "seconds) or auto (bar when stderr is a terminal); default: $LESS_SELECT_PROGRESS, else auto."))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     pr = sub.add_parser("run", help="Run the whole pipeline from a YAML config, skipping finished stages.")
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .progress import set_mode
+    set_mode(ns.progress)  # None: the environment variable, else auto
     if ns.torch_threads:
         import torch
         torch.set_num_threads(ns.torch_threads)

@@ -4,7 +4,8 @@ Outputs in the selection folder:
   ``top_p0.05.jsonl`` (or ``top_k<k>.jsonl``): the selected records as they were in the input files,
   best first; ``scores.csv``: every pool example's score, rank, selected flag and provenance
   (examples that could not be scored are listed with their reason); ``selection.json``: counts,
-  score statistics, per-source and per-task shares, warnings.
+  score statistics, per-source and per-task shares, warnings; with ``--export``, the exports of
+  ``export.py`` (an HF datasets folder, a LLaMA-Factory ``dataset_info.json``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ class BudgetConfig:
                                check=fraction)
     top_k: int = option(0, help="Select exactly this many instead (overrides --percentage when > 0).",
                         check=non_negative)
+    export: list[str] = option(factory=list, help=(
+        "Also write the selection for training tools (export.py): hf (a datasets folder, "
+        "<stem>_hf/), llamafactory (dataset_info.json for LLaMA-Factory); e.g. --export hf,llamafactory."))
+
+    def __post_init__(self):
+        from .export import parse_formats
+        parse_formats(self.export)  # an unknown export is refused before any work
 
     def n_select(self, n_pool: int) -> int:
         if self.top_k > 0:
@@ -110,6 +118,9 @@ def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np
         jsonl.write(json.dumps(examples[i].raw, ensure_ascii=False) + "\n")
     sel_path = out / f"{budget.file_stem}.jsonl"
     write_atomic(sel_path, jsonl.getvalue())
+    from .export import write_exports
+    exports = write_exports(out, sel_path, [examples[i] for i in chosen], [scores[i] for i in chosen],
+                            budget.export, method)
 
     table = io.StringIO()
     w = csv.writer(table)
@@ -137,7 +148,7 @@ def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np
         "selected_by_task": dict(by_task.most_common()),
         "subtask_rule": rule.name,
         **({"subtasks": list(subtasks)} if subtasks is not None else {}),
-        "warnings": warnings, **(extra or {}),
+        "warnings": warnings, **({"exports": exports} if exports else {}), **(extra or {}),
     }
     diag = selection_diagnostics(examples, chosen, best_subtask, subtasks, target_examples)
     report["diagnostics"] = diag["numbers"]

@@ -2,7 +2,8 @@
 
 Supported: open-instruct ``messages``, Alpaca (``instruction``/``input``/``output``), ShareGPT
 (``conversations`` with ``from``/``value``) and ``prompt``/``completion``; in ``.jsonl``, ``.json``
-(array or object of records), ``.parquet``, each optionally gzipped (``.gz``).
+(array or object of records), ``.parquet``, each optionally gzipped (``.gz``); and Hugging Face
+``datasets`` folders and hub ids (``data/hf_datasets.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Callable, Iterator
 
 from ..errors import UserError
 from .example import Example
+from .hf_datasets import is_dataset_source, open_source
 
 log = logging.getLogger(__name__)
 
@@ -342,17 +344,22 @@ def load_file(path: str | Path, *, lenient: bool = False, report: LoadReport | N
     """Parse one data file. A malformed record raises ``UserError('file:line: reason')`` unless
     ``lenient``, which skips it and counts it in ``report``. ``limit`` keeps the first N examples
     (every record is still checked). A file without any usable record is an error."""
+    records = None
+    if is_dataset_source(path):  # a datasets folder or hub id: source "name@split", line = row
+        label, records = open_source(path)
+        path = Path(label)
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, not a data file")
-    if not path.is_file():
+    if records is None and path.is_dir():
+        raise UserError(f"{path}: is a folder, not a data file (nor a datasets folder saved with "
+                        "save_to_disk)")
+    if records is None and not path.is_file():
         raise UserError(f"{path}: no such data file")
     report = report if report is not None else LoadReport()
     parser = _FileParser(path, subtask_field)
     examples: list[Example] = []
     skipped = 0
     first_skip = ""
-    for line, record, error in iter_records(path):
+    for line, record, error in records if records is not None else iter_records(path):
         try:
             if error:
                 raise RecordError(error)

@@ -35,7 +35,8 @@ from ..errors import UserError
 from ..datastore.build import DatastoreConfig, FeatureConfig, TargetsConfig, build_store, \
     examples_fingerprint, resolve_checkpoints, run_targets
 from ..selection import BudgetConfig, write_selection
-from ..stage_folder import file_sha256, stage_dir, stage_status, write_atomic
+from ..data.hf_datasets import resolve_source, source_sha256
+from ..stage_folder import stage_dir, stage_status, write_atomic
 from ..subtask_rules import get_rule
 from . import forward, modes
 from .features import PoolFeatures, Reducer, cached_features, design_matrix, n_design_columns
@@ -226,7 +227,9 @@ def predict_pool(model: SubtaskPredictor, feats: PoolFeatures, reducer: Reducer)
 
 def selection_settings(config: PredictConfig) -> dict:
     settings = {k: v for k, v in to_dict(config).items() if k != "overwrite"}
-    settings["data_sha256"] = [file_sha256(f) if Path(f).is_file() else None for f in config.data]
+    if not settings.get("export"):  # recorded only when asked for: older selections still match
+        settings.pop("export", None)
+    settings["data_sha256"] = [source_sha256(f) for f in config.data]
     return settings
 
 
@@ -237,7 +240,7 @@ def run_predict(config: PredictConfig, scorer=None) -> dict:
     (Python only) replaces :func:`real_scores`, e.g. to read real scores from an existing full
     store; its ``description`` attribute is recorded in the selection's settings."""
     check_config(config)
-    config = dataclasses.replace(config, data=[str(Path(f).resolve()) for f in config.data])
+    config = dataclasses.replace(config, data=[resolve_source(f) for f in config.data])
     out = Path(config.output_dir)
     sel_dir = out / "selection"
     settings = selection_settings(config)

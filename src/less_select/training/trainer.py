@@ -32,6 +32,7 @@ from ..data.batching import collate
 from ..data.encode import Encoded, Template, encode_all
 from ..errors import UserError
 from ..modeling import load_model, load_tokenizer, resolve_dtype
+from ..progress import bar_enabled
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,7 @@ def training_arguments(opts: TrainOptions, output_dir: str | Path, *, save_strat
         report_to=opts.report_to,
         seed=opts.seed,
         remove_unused_columns=False,  # our rows are Encoded objects, not dict columns
+        disable_tqdm=not bar_enabled(),  # the Trainer's bar follows --progress like every loop
         use_cpu=not torch.cuda.is_available(),
     )
 
