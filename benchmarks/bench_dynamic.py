@@ -176,15 +176,20 @@ def train_method(method: str, setup: dict, out: Path, seed: int, sched: dict, qu
 
 
 def evaluate(setup: dict, adapter: Path) -> dict:
-    from less_select.demo.evaluate import completion_loss, exact_match_accuracy
+    from less_select.data.example import Example
+    from less_select.evaluation.exact_match import evaluate_exact_match
     from less_select.evaluation.loss import target_loss
     from less_select.modeling import load_model_with_adapter, load_tokenizer
     tok = load_tokenizer(setup["model"])
     model = load_model_with_adapter(setup["model"], str(adapter), "float32", torch.device("cpu"))
     res = {"target_loss": target_loss(model, tok, setup["target_examples"], max_seq_length=256)["average"]["loss"]}
     if setup["heldout_records"]:
-        res["heldout_loss"] = completion_loss(model, tok, setup["heldout_records"])
-        res["heldout_exact_match"] = exact_match_accuracy(model, tok, setup["heldout_records"], max_new_tokens=20)
+        held = setup["heldout_records"]  # mean over examples of each one's completion loss (Tulu)
+        examples = [Example(id=str(r.get("id", i)), messages=r["messages"], raw=r) for i, r in enumerate(held)]
+        res["heldout_loss"] = target_loss(model, tok, examples, max_seq_length=256,
+                                          template="tulu")["micro_average"]["loss"]
+        res["heldout_exact_match"] = evaluate_exact_match(
+            model, tok, held, max_new_tokens=20)["micro_average"]["exact_match"] / 100.0
     return res
 
 

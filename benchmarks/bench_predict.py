@@ -81,7 +81,7 @@ def setup_model(work: Path, files: list[str], args) -> tuple[Path, Path]:
         run_tiny_model(TinyModelConfig(data=files, output_dir=str(model), pretrain_steps=args.pretrain_steps,
                                        max_examples=1000, vocab_size=args.vocab, hidden_size=args.hidden,
                                        intermediate_size=2 * args.hidden,
-                                       max_seq_length=args.max_seq_length))
+                                       pretrain_seq_length=args.max_seq_length))
     warm = work / "warmup"
     run_warmup(WarmupConfig(model=str(model), pool_files=files, output_dir=str(warm), percentage=0.05,
                             epochs=args.warmup_epochs, lora_r=8, lora_alpha=32, lora_dropout=0.0, effective_batch_size=8,

@@ -32,7 +32,7 @@ POOL=("$WORK/pool/cot.jsonl" "$WORK/pool/t0.jsonl" "$WORK/pool/alpaca_gpt4.jsonl
 
 [ -f "$WORK/tiny_model/config.json" ] || less-select --threads "$THREADS" tiny-model \
   --data "${POOL[@]}" --output-dir "$WORK/tiny_model" --vocab-size 2048 --hidden-size 64 \
-  --num-layers 2 --num-heads 4 --intermediate-size 256 --max-seq-length 256 --pretrain-steps 100
+  --num-layers 2 --num-heads 4 --intermediate-size 256 --pretrain-seq-length 256 --pretrain-steps 100
 
 cat > "$WORK/compare.yaml" <<YAML
 model: $WORK/tiny_model

@@ -99,6 +99,8 @@ SHARED: dict[str, Shared] = {
     "lenient": Shared(False, "skip (and count) malformed records instead of stopping"),
     "dtype": Shared("auto", "model dtype: auto (bfloat16 on a GPU that supports it, else float32), "
                             "float32, bfloat16, float16 or float64"),
+    "device": Shared("auto", "where the model runs: auto (this process's GPU, LOCAL_RANK, when CUDA "
+                             "is available, else cpu), cpu, cuda or cuda:N"),
     "data_dir": Shared("", "LESS data folder holding eval/ (needed by the built-in tasks bbh, mmlu, "
                            "tydiqa)"),
     "overwrite": Shared(False, "rerun even if the output exists with other settings (the old output "
@@ -341,7 +343,11 @@ def describe(cls) -> list[tuple[str, str, str]]:
     """(name, default, help) rows, for docs."""
     rows = []
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
-        rows.append((f.name, repr(default), f.metadata.get("help", "")))
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "required"
+        rows.append((f.name, default, f.metadata.get("help", "")))
     return rows

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .configs import option
+from .configs import option, shared
 from .errors import UserError
 from .selection import BudgetConfig
 from .subtask_rules import SubtaskRuleName, rank_order
@@ -80,7 +80,7 @@ class FuseConfig(BudgetConfig):
     output_dir: str = option("", help="Selection folder to write.")
     subtask_rule: SubtaskRuleName = option("balanced", help=(
         "max (over subtasks) or balanced (round-robin over subtasks) on the fused scores."))
-    overwrite: bool = option(False, help="Rerun even if the output exists with other settings.")
+    overwrite: bool = shared("overwrite")
 
 
 def _read_selection(folder: Path) -> tuple[np.ndarray, list[str], dict[tuple[str, int], int]]:

@@ -95,13 +95,13 @@ def test_select_with_a_bad_budget_touches_nothing(tmp_path):
                                        ("a.v2.jsonl.gz", "a.v2"), ("x/tgt.json", "tgt"),
                                        ("t.parquet", "t"), ("bbh", "bbh")])
 def test_task_names(task, name):
-    from less_select.pipeline import task_name
+    from less_select.data.targets import task_name
     assert task_name(task) == name
 
 
 @pytest.mark.parametrize("task", [".", "..", "dir/..", ".jsonl", "..jsonl", "x/.gz"])
 def test_task_without_a_name_is_refused(task):
-    from less_select.pipeline import task_name
+    from less_select.data.targets import task_name
     with pytest.raises(UserError, match="does not name a data file"):
         task_name(task)
 
@@ -138,21 +138,21 @@ YAML_FILES = {
     "missing_run_dir": (b"model: m\ndata: d.jsonl\n", "'run_dir' is required"),
     "missing_model": (b"run_dir: r\ndata: d.jsonl\n", "'model' is required"),
     "missing_data": (b"run_dir: r\nmodel: m\n", "'data' is required"),
-    "run_dir_list": (b"run_dir: [a, b]\nmodel: m\ndata: d.jsonl\n", "'run_dir' must be a string"),
-    "model_number": (b"run_dir: r\nmodel: 7\ndata: d.jsonl\n", "'model' must be a string"),
-    "data_mapping": (b"run_dir: r\nmodel: m\ndata: {a: 1}\n", "'data' must be"),
-    "data_numbers": (b"run_dir: r\nmodel: m\ndata: [1, 2]\n", "'data' must be"),
+    "run_dir_list": (b"run_dir: [a, b]\nmodel: m\ndata: d.jsonl\n", "run_dir: expected a string"),
+    "model_number": (b"run_dir: r\nmodel: 7\ndata: d.jsonl\n", "model: expected a string"),
+    "data_mapping": (b"run_dir: r\nmodel: m\ndata: {a: 1}\n", "data: expected a list"),
+    "data_numbers": (b"run_dir: r\nmodel: m\ndata: [1, 2]\n", "data[0]: expected a string"),
     "duplicate_key": (b"run_dir: r\nmodel: m\nmodel: n\ndata: d.jsonl\n", "given twice"),
     "duplicate_in_section": (b"run_dir: r\nmodel: m\ndata: d.jsonl\nwarmup:\n  epochs: 1\n  epochs: 2\n",
                              "given twice"),
     "not_utf8": (b"run_dir: r\nmodel: \xe9\ndata: d.jsonl\n", "not UTF-8"),
     "utf16": ("run_dir: r\nmodel: m\ndata: d.jsonl\n".encode("utf-16"), "not UTF-8"),
     "deep": (b"run_dir: r\nmodel: m\ndata: d.jsonl\nx: " + b"[" * 5000 + b"]" * 5000 + b"\n", ""),
-    "section_not_mapping": (b"run_dir: r\nmodel: m\ndata: d.jsonl\nwarmup: [1]\n", "section 'warmup'"),
+    "section_not_mapping": (b"run_dir: r\nmodel: m\ndata: d.jsonl\nwarmup: [1]\n", "warmup: expected a mapping"),
     "unknown_section_key": (b"run_dir: r\nmodel: m\ndata: d.jsonl\ndatastore: {chunk: 3}\n", "chunk"),
     "ill_typed": (b"run_dir: r\nmodel: m\ndata: d.jsonl\ndatastore: {dims: [big]}\n", "datastore.dims[0]"),
     "bool_as_number": (b"run_dir: r\nmodel: m\ndata: d.jsonl\nwarmup: {epochs: yes}\n", "warmup.epochs"),
-    "targets_not_list": (b"run_dir: r\nmodel: m\ndata: d.jsonl\ntargets: 3\n", "'targets'"),
+    "targets_not_list": (b"run_dir: r\nmodel: m\ndata: d.jsonl\ntargets: 3\n", "targets[0]: expected a mapping"),
     "target_without_task": (b"run_dir: r\nmodel: m\ndata: d.jsonl\ntargets: [{dims: [8]}]\n",
                             "targets[0]"),
     "target_unknown_key": (b"run_dir: r\nmodel: m\ndata: d.jsonl\ntargets: [{task: t.jsonl, x: 1}]\n",
@@ -177,7 +177,7 @@ def test_a_yaml_byte_order_mark_is_accepted(tmp_path):
     from less_select.pipeline import load_pipeline_config
     path = tmp_path / "p.yaml"
     path.write_bytes(b"\xef\xbb\xbfrun_dir: r\nmodel: m\ndata: d.jsonl\n")
-    assert load_pipeline_config(path)["data"] == ["d.jsonl"]
+    assert load_pipeline_config(path).data == ["d.jsonl"]
 
 
 def test_a_bad_late_section_fails_before_warmup_runs(tmp_path, capsys, pool):

@@ -9,7 +9,8 @@ import pytest
 from less_select.data.encode import encode_tulu_v1
 from less_select.errors import UserError
 from less_select.evaluation import exact_match as em
-from less_select.evaluation.run import EvalConfig, _check_task, run_eval, task_slug
+from less_select.evaluation.run import EvalConfig, run_eval
+from less_select.evaluation.tasks import check_task, task_slug
 
 from ..conftest import write_jsonl
 
@@ -70,9 +71,9 @@ def test_score_predictions_per_subtask_and_macro():
 
 
 def test_task_names():
-    _check_task("exact_match:data/test.jsonl")
+    check_task("exact_match:data/test.jsonl")
     with pytest.raises(UserError, match="exact_match:FILE"):
-        _check_task("exact_match:")
+        check_task("exact_match:")
     assert task_slug("exact_match:/a/b/my test.jsonl") == "exact_match_my_test"
 
 
@@ -80,7 +81,7 @@ def test_run_eval_exact_match_file(tiny_model, tiny_tokenizer, tmp_path, monkeyp
     path = write_jsonl(tmp_path / "test.jsonl", _records())
     cfg = EvalConfig(model="m", task=f"exact_match:{path}", output_dir=str(tmp_path / "out"),
                      max_new_tokens=3, batch_size=3)
-    res = run_eval(cfg, model=tiny_model, tokenizer=tiny_tokenizer, quiet=True)
+    res = run_eval(cfg, model=tiny_model, tokenizer=tiny_tokenizer)
     assert res["n_examples"] == 4 and 0 <= res["headline"]["value"] <= 100
     summary = json.loads((tmp_path / "out" / "exact_match_test.json").read_text())
     assert summary["task"] == f"exact_match:{path}" and set(summary["per_subtask"]) == {"add", "big"}
@@ -90,8 +91,8 @@ def test_run_eval_exact_match_file(tiny_model, tiny_tokenizer, tmp_path, monkeyp
     # a model that answers with the gold completion scores 100
     monkeypatch.setattr(em, "generate_predictions", lambda model, tok, exs, **kw: [
         e.messages[-1]["content"] for e in exs])
-    res = run_eval(cfg, model=tiny_model, tokenizer=tiny_tokenizer, quiet=True)
+    res = run_eval(cfg, model=tiny_model, tokenizer=tiny_tokenizer)
     assert res["headline"]["value"] == 100.0
     cfg_sub = EvalConfig(model="m", task=f"exact_match:{path}", output_dir=str(tmp_path / "o2"),
                          subtasks=["big"])
-    assert run_eval(cfg_sub, model=tiny_model, tokenizer=tiny_tokenizer, quiet=True)["n_examples"] == 1
+    assert run_eval(cfg_sub, model=tiny_model, tokenizer=tiny_tokenizer)["n_examples"] == 1

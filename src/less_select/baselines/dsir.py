@@ -34,7 +34,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..configs import non_negative, option, positive
+from ..configs import option, positive, shared
 from ..data.example import Example
 from ..errors import UserError
 from ..progress import Progress
@@ -53,7 +53,7 @@ class DSIRConfig:
     lowercase: bool = option(True, help="lowercase texts before tokenizing")
     resample: bool = option(True, help="add seeded Gumbel noise so that top-k = importance resampling "
                                        "without replacement; false: score = log importance weight")
-    seed: int = option(0, help="seed of the Gumbel noise of the resampling", check=non_negative)
+    seed: int = shared("seed")
     chunk_size: int = option(4096, help="pool examples featurized per chunk (memory only)",
                              check=positive)
 

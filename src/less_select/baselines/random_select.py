@@ -11,15 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..configs import non_negative, option
+from ..configs import shared
 from ..data.example import Example
 from .base import finish
 
 
 @dataclass
 class RandomConfig:
-    seed: int = option(0, help="seed of the uniform scores (same seed -> same selection)",
-                       check=non_negative)
+    seed: int = shared("seed")
 
 
 class RandomSelector:

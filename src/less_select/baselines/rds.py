@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..configs import option, positive
+from ..configs import option, shared
 from ..data.encode import Template
 from ..data.example import Example
 from ..errors import UserError
@@ -39,15 +39,11 @@ class RDSConfig:
     model: str | None = option(None, help="model to embed with (hub id or local folder); required "
                                           "unless a loaded model is passed in Python")
     adapter: str | None = option(None, help="optional PEFT adapter folder applied to the model")
-    template: Template = option("auto", help="encoding template (as in training): auto, tulu, "
-                                              "chat_template")
-    max_seq_length: int = option(2048, help="truncate encoded examples to this many tokens",
-                                 check=positive)
-    dtype: str = option("auto", help="model dtype: auto (bf16 on GPUs that support it, else fp32), "
-                                     "float32, bfloat16, float16")
-    max_tokens_per_batch: int = option(16384, help="token budget of a batch (batch size x longest "
-                                                   "sequence)", check=positive)
-    max_batch_size: int = option(64, help="most examples in one batch", check=positive)
+    template: Template = shared("template")
+    max_seq_length: int = shared("max_seq_length")
+    dtype: str = shared("dtype")
+    max_tokens_per_batch: int = shared("max_tokens_per_batch")
+    max_batch_size: int = shared("max_batch_size")
 
 
 class RDSSelector:

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..configs import non_negative, option, positive
+from ..configs import option, shared
 from ..data import load_examples
+from ..data.encode import Template
 from ..errors import UserError
 from ..selection import BudgetConfig, write_selection
 from ..subtask_rules import SubtaskRuleName
@@ -29,27 +30,25 @@ class BaselineConfig(BudgetConfig):
     method: str = option("random", help="Baseline: random, bm25, dsir, rds, rds_plus.")
     data: list[str] = option(factory=list, help="Pool files.")
     task: str = option("", help="Target: bbh, mmlu, tydiqa or a file of target examples (not used by random).")
-    data_dir: str = option("", help="LESS data folder (holding eval/) for the built-in tasks.")
+    data_dir: str = shared("data_dir")
     output_dir: str = option("", help="Selection folder to write.")
-    seed: int = option(0, help="Seed of random and of DSIR's resampling.", check=non_negative)
+    seed: int = shared("seed")
     model: str = option("", help="Model to embed with (rds, rds_plus).")
     adapter: str = option("", help="Optional PEFT adapter for the embedding model (rds, rds_plus).")
-    lenient: bool = option(False, help="Skip (and count) malformed pool records.")
-    max_examples: int = option(0, help="Use only the first N examples of each pool file (0: all).",
-                               check=non_negative)
+    lenient: bool = shared("lenient")
+    max_examples: int = shared("max_examples")
     tokenizer: str = option("", help=(
         "Tokenizer (model id/folder) used to leave out examples that keep no completion token at "
         "max_seq_length, as LESS does, so every method spends its budget on trainable examples "
         "(default: --model; none given: no example is left out)."))
-    max_seq_length: int = option(2048, help="Truncation length for that check (use the training one).",
-                                 check=positive)
-    template: str = option("auto", help="Chat encoding for that check: auto, tulu, chat_template.")
+    max_seq_length: int = shared("max_seq_length")
+    template: Template = shared("template")
     options: dict[str, Any] = option(factory=dict, cli=False,
                                      help="Further options of the method (YAML/Python only), e.g. {k1: 1.2}.")
     subtask_rule: SubtaskRuleName = option("max", help=(
         "How per-subtask scores become one ranking: max (over subtasks) or balanced (round-robin "
         "over subtasks); methods with one score column (random, dsir) rank the same either way."))
-    overwrite: bool = option(False, help="Rerun even if the output exists with other settings.")
+    overwrite: bool = shared("overwrite")
 
 
 def method_options(config: BaselineConfig) -> dict[str, Any]:
@@ -118,9 +117,9 @@ def split_trainable(examples, config: BaselineConfig):
     name = config.tokenizer or config.model
     if not name:
         return examples, []
-    from ..data.encode import encode_all
+    from ..data.encode import encode_all, split_by_completion
     from ..modeling import load_tokenizer
     encoded, _ = encode_all(examples, load_tokenizer(name), config.max_seq_length, config.template)
-    keep = [ex for ex, enc in zip(examples, encoded) if enc.n_completion_tokens > 0]
+    keep, dropped = split_by_completion(encoded)
     reason = f"no completion token after truncation to {config.max_seq_length}"
-    return keep, [(ex, reason) for ex, enc in zip(examples, encoded) if enc.n_completion_tokens == 0]
+    return [examples[i] for i in keep], [(examples[i], reason) for i in dropped]

@@ -54,7 +54,7 @@ def append_after_chat(prompt: str, text: str) -> str:
 
 def eval_dir(data_dir: str | Path | None, task: str, needed: str) -> Path:
     """``<data_dir>/eval/<task>`` of the LESS layout (``data_dir`` may also point at ``eval/`` itself)."""
-    if data_dir is None:
+    if not data_dir:  # None or "" (the shared data_dir option's default)
         raise UserError(f"task '{task}' needs --data-dir: the LESS data folder holding eval/{task}/{needed}")
     root = Path(data_dir)
     if not root.is_dir():

@@ -25,6 +25,22 @@ from .prompts import (TYDIQA_TEMPLATE_ZH, TYDIQA_TEMPLATES, bbh_split_prompt, ev
 
 BUILTIN_TARGETS = ("bbh", "mmlu", "tydiqa")
 CHAT_FORMATS = ("tulu", "none")
+DATA_SUFFIXES = (".gz", ".jsonl", ".json", ".parquet")
+
+
+def task_name(task: str) -> str:
+    """The name of a target task, used for its folders, result files and default subtask: a built-in
+    task's name, or a file's name without its data suffixes and leading dots (``dir/.hidden.jsonl``
+    -> ``hidden``, ``a.v1.jsonl`` -> ``a.v1``)."""
+    if "/" not in task and "." not in task:
+        return task
+    name = Path(task).name
+    for suffix in DATA_SUFFIXES:
+        name = name.removesuffix(suffix)
+    name = name.lstrip(".")
+    if not name or name in (".", ".."):
+        raise UserError(f"target task {task!r} does not name a data file (or bbh, mmlu, tydiqa)")
+    return name
 
 
 def _check_chat_format(chat_format: str) -> None:
@@ -129,7 +145,7 @@ def build_generic_targets(path: str | Path, lenient: bool = False,
     if not p.is_file():
         raise UserError(f"{p}: target file not found (give bbh, mmlu, tydiqa or a data file)")
     examples, _ = load_examples(p, lenient=lenient)
-    default = subtask or p.name.split(".")[0]
+    default = subtask or task_name(str(p))
     for ex in examples:
         if ex.subtask is None:
             ex.subtask = default

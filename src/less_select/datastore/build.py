@@ -26,18 +26,18 @@ from . import store as ds
 from ..configs import at_least, non_negative, option, positive, shared, to_dict, validate
 from ..data import Example, load_examples
 from ..data.batching import collate, token_budget_batches
-from ..data.encode import Encoded, Template, encode_all, tulu_encoding
+from ..data.encode import Encoded, Template, encode_all, split_by_completion, tulu_encoding
 from ..errors import UserError
-from ..modeling import default_device, identity_mismatch, load_model, load_tokenizer, model_identity
+from ..modeling import identity_mismatch, load_model, load_tokenizer, model_identity, resolve_device
 from ..progress import Progress
 from ..projection import make_projector
 from ..data.hf_datasets import resolve_source, source_sha256
 from ..stage_folder import file_sha256, stage_finished, write_atomic
 from ..training.checkpoints import Checkpoint
 from .build_folder import build_lock, finish_locked, take_finalize_lock
-from .checkpoints import _attach_adapter, _checkpoint_weights, _ckpt_name, _load_adapter_weights, \
-    _total_lora_params, read_checkpoint, resolve_checkpoints
-from ..gradients.features import AdamVariant, adam_preconditioned_gradient
+from .checkpoints import _attach_adapter, _ckpt_name, _load_adapter_weights, \
+    _total_lora_params, read_checkpoint, resolve_checkpoints, store_weights
+from ..gradients.features import AdamVariant, gradient_feature
 from ..gradients.loss_tokens import LossTokens, with_loss_tokens
 from ..gradients.per_example import PerExampleLoraGradients
 
@@ -63,7 +63,11 @@ class FeatureConfig:
     max_seq_length: int = shared("max_seq_length")
     template: Template = shared("template")
     dtype: str = shared("dtype")
+    device: str = shared("device")
     max_tokens_per_batch: int = shared("max_tokens_per_batch")
+    max_memory: str = option("", help=(
+        "Memory budget of the build, e.g. 8GB or 1500MB: the token budget of a batch is derived from "
+        "it and the model (never above --max-tokens-per-batch; see gradients/memory.py); empty: none."))
     max_batch_size: int = shared("max_batch_size")
     chunk_size: int = option(4096, help="Rows per committed chunk (unit of resume and sharding).",
                              check=positive)
@@ -106,7 +110,7 @@ def code_versions(template: str) -> dict:
 
 # Config fields that change how a store is computed but not what it holds (not in the skip key).
 RUN_ONLY = ("output_dir", "num_shards", "shard_index", "overwrite", "max_tokens_per_batch",
-            "max_batch_size")
+            "max_batch_size", "device", "max_memory")
 
 
 @dataclass
@@ -212,7 +216,7 @@ def compute_chunks(plan: BuildPlan) -> Built | None:
     config = plan.config
     tokenizer = load_tokenizer(config.model)
     encoded, enc_report = encode_all(plan.examples, tokenizer, config.max_seq_length, config.template)
-    keep = [i for i, e in enumerate(encoded) if e.n_completion_tokens > 0]
+    keep, _ = split_by_completion(encoded)
     rows_ex = [plan.examples[i] for i in keep]
     rows_enc = with_loss_tokens([encoded[i] for i in keep], config.loss_tokens)
     n_rows = len(rows_ex)
@@ -229,6 +233,8 @@ def compute_chunks(plan: BuildPlan) -> Built | None:
     # built once: the sparse projector's hash cache is then reused by every chunk and checkpoint
     projectors = {d: make_projector(config.projector, layout_params, d, config.projection_seed,
                                     device=device) for d in config.dims}
+    if config.max_memory:
+        plan.config = config = with_memory_budget(config, peft_model, layout_params, projectors, n_rows)
     log.info("building %s features: %d rows (%d skipped: no completion token), %d checkpoint(s), "
              "dims %s, projector %s, shard %d/%d (%d of %d chunks)", plan.gradient_type, n_rows,
              len(plan.examples) - n_rows, len(ckpts), config.dims, config.projector, plan.rank,

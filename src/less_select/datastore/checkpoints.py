@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from ..gradients.features import gradient_feature
 from ..modeling import adapter_fit_errors
 from ..training.checkpoints import META_FILE, Checkpoint, _lr_from_trainer_state, _trainer_state, \
-    list_checkpoints, load_checkpoint
+    checkpoint_weights, list_checkpoints, load_checkpoint
 
 
 def resolve_checkpoints(paths: list[str]) -> list[Path]:
@@ -29,20 +30,20 @@ def _ckpt_name(path: Path) -> str:
     return path.name
 
 
-def _checkpoint_weights(ckpts) -> list[float]:
-    lrs = [c.mean_lr for c in ckpts]
-    if any(lr is None for lr in lrs):
-        return [1.0 / len(ckpts)] * len(ckpts)
-    total = sum(lrs)
-    if total <= 0:
-        raise UserError(f"checkpoint mean learning rates must be positive, got {lrs}")
-    return [lr / total for lr in lrs]
+def store_weights(ckpts: list[Checkpoint]) -> list[float | None]:
+    """The checkpoint weights a store records: ``training.checkpoints.checkpoint_weights`` (which
+    refuses a checkpoint without a learning rate; a pool store's always have one, see
+    ``read_checkpoint``), or ``None`` each for a target store whose checkpoints record none: scoring
+    takes the weights from the pool store and never reads a target store's."""
+    if any(c.mean_lr is None for c in ckpts):
+        return [None] * len(ckpts)
+    return checkpoint_weights(ckpts)
 
 
 def read_checkpoint(path: Path, gradient_type: str, mean_lr: float | None, lr_required: bool) -> Checkpoint:
     """A checkpoint with its mean learning rate; plain (sgd) features need no optimizer moments,
     but a pool store's checkpoint weights still come from the learning rates, as for Adam."""
-    if gradient_type == "adam":
+    if gradient_feature(gradient_type).needs_moments:
         return load_checkpoint(path, mean_lr=mean_lr)
     if mean_lr is None:
         meta = path / META_FILE

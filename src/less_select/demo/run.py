@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..configs import fraction, non_negative, option, positive, to_dict, validate
+from ..configs import fraction, non_negative, option, positive, shared, to_dict, validate
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,7 @@ class DemoConfig:
                                               "report (report/summary.md and three figures)")
     quick: bool = option(False, help="the ~1 minute version: smaller pool and test set, fewer "
                                      "training steps, only LESS and random (what the tests run)")
-    seed: int = option(0, help="seed of the data, the pretraining, the warmup subset, the baselines "
-                               "and the training", check=non_negative)
+    seed: int = shared("seed")
     pool_size: int | None = option(None, help="pool examples (default: 3000; quick: 1000)",
                                    check=positive)
     n_test: int | None = option(None, help="held-out target questions for the metrics (default: 200; "
@@ -97,8 +96,7 @@ class DemoConfig:
     eval_max_new_tokens: int | None = option(None, help="generation limit of the exact-match "
                                                         "evaluation (default: 24; quick: 20)",
                                              check=positive)
-    overwrite: bool = option(False, help="delete the output folder's previous demo results and "
-                                         "run every stage again")
+    overwrite: bool = shared("overwrite")
 
 
 def resolved(config: DemoConfig) -> dict:

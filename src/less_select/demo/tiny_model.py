@@ -4,6 +4,8 @@ tokenizer trained on your data and a small Llama built from a config (nothing do
 For trying the pipeline on a CPU without downloading anything: a byte-level BPE tokenizer trained on
 the data, a tiny Llama from a config, briefly pre-trained as a causal LM on the data (Tulu-rendered).
 Selections made with such a model are only as good as the model; use a real model for real work.
+``tiny-model`` writes a chat template into the tokenizer (:data:`TULU_CHAT_TEMPLATE`, the Tulu format
+the model is pretrained on), as tools that need one for prompt/completion data expect.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
 
 import torch
 
-from ..configs import non_negative, option, positive, validate
+from ..configs import non_negative, option, positive, shared, validate
 from ..data import load_examples
 from ..data.encode import tulu_concat
 from ..errors import UserError
@@ -29,17 +31,20 @@ class TinyModelConfig:
 
     data: list[str] = option(factory=list, help="Text sources: pool or target files in any supported format.")
     output_dir: str = option("", help="Folder to save the model and tokenizer into.")
-    max_examples: int = option(2000, help="Use at most the first N examples of each file (0: all).",
-                               check=non_negative)
+    chat_template: Literal["tulu", "none"] = option("tulu", help=(
+        "Chat template written into the tokenizer: tulu (the Tulu format the model is pretrained on; "
+        "data encodes token for token as with --template tulu) or none."))
+    max_examples: int = shared("max_examples")
     vocab_size: int = option(1024, help="BPE vocabulary size.", check=positive)
     hidden_size: int = option(128, help="Model width.", check=positive)
     num_layers: int = option(2, help="Transformer layers.", check=positive)
     num_heads: int = option(4, help="Attention heads.", check=positive)
     intermediate_size: int = option(256, help="MLP width.", check=positive)
-    max_seq_length: int = option(256, help="Pretraining sequence length.", check=positive)
+    pretrain_seq_length: int = option(256, help="Pretraining texts are cut to this many tokens (the "
+                                                "model's context is max(512, this)).", check=positive)
     pretrain_steps: int = option(100, help="Causal-LM pretraining steps (0: random weights).",
                                  check=non_negative)
-    seed: int = option(0, help="Seed of the initialization and the data order.", check=non_negative)
+    seed: int = shared("seed")
 
 
 def run_tiny_model(config: TinyModelConfig) -> Path:
@@ -57,9 +62,32 @@ def run_tiny_model(config: TinyModelConfig) -> Path:
     pretrain_tiny_model(config.output_dir, texts, seed=config.seed, steps=max(config.pretrain_steps, 1),
                         vocab_size=config.vocab_size, hidden_size=config.hidden_size,
                         num_layers=config.num_layers, num_heads=config.num_heads,
-                        intermediate_size=config.intermediate_size, max_seq_length=config.max_seq_length,
+                        intermediate_size=config.intermediate_size, max_seq_length=config.pretrain_seq_length,
                         lr=3e-3 if config.pretrain_steps else 0.0)
+    if config.chat_template == "tulu":
+        write_chat_template(config.output_dir, TULU_CHAT_TEMPLATE)
     return Path(config.output_dir)
+
+
+#: The Tulu format as a chat template. A conversation rendered with it is the text the ``tulu``
+#: encoding tokenizes (BOS, then each turn as ``<|role|>\n`` + its stripped content, ``</s>`` after
+#: an answer, a newline after every turn), and the generation prompt is ``<|assistant|>\n``, so the
+#: ``chat-template-v1`` encoding of a tiny model's data equals its ``tulu-v2`` encoding token for token.
+#: String literals only, so Jinja's whitespace control cannot touch a newline.
+TULU_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{{ '<|' + m['role'] + '|>\\n' + (m['content'] | trim) }}"
+    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}")
+
+
+def write_chat_template(model_dir: str | Path, template: str) -> None:
+    """Save ``template`` as the chat template of the tokenizer in ``model_dir`` (peers such as
+    bergson, and prompt/completion data with ``--template chat_template_all``, need one)."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    tok.chat_template = template
+    tok.save_pretrained(str(model_dir))
 
 
 def build_tokenizer(texts: Iterable[str], vocab_size: int = 512):

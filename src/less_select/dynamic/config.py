@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..configs import option
+from ..configs import option, shared
 from ..errors import UserError
 from ..gradients.features import AdamVariant
 
@@ -44,10 +44,8 @@ class DynamicOptions:
     adam_variant: AdamVariant = option("less", help=(
         "Adam feature formula: less (no bias correction, eps inside the root), bias_corrected, "
         "eps_outside"))
-    max_tokens_per_batch: int = option(8192, help="token budget of a gradient batch (batch size x "
-                                                  "longest sequence) when scoring")
-    max_batch_size: int = option(64, help="upper bound on examples per gradient batch when scoring "
-                                          "(1: DataFlex's batch-size-1 gradients)")
+    max_tokens_per_batch: int = shared("max_tokens_per_batch")
+    max_batch_size: int = shared("max_batch_size")
 
     @property
     def total_steps(self) -> int:

@@ -32,7 +32,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..configs import to_dict
-from ..data.encode import Encoded
+from ..data.encode import Encoded, split_by_completion
 from ..errors import UserError
 from ..stage_folder import write_atomic
 from ..subtask_rules import get_rule
@@ -103,7 +103,7 @@ class DynamicLessSelection(TrainerCallback):
         if options.update_times and not self.target_rows:
             raise UserError("no target examples: dynamic LESS needs a target set")
         for what, rows in (("pool", self.pool_rows), ("target", self.target_rows)):
-            bad = [i for i, r in enumerate(rows) if r.n_completion_tokens == 0]
+            bad = split_by_completion(rows)[1]
             if bad:
                 raise UserError(f"{len(bad)} {what} item(s) (first: {bad[0]}) have no completion token; "
                                 "drop them before dynamic selection")

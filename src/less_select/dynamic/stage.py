@@ -21,9 +21,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-from ..configs import option
+from ..configs import option, shared
 from ..data import load_examples
-from ..data.encode import encode_all
+from ..data.encode import encode_all, split_by_completion
 from ..errors import UserError
 from ..stage_folder import stage_dir, stage_settings, stage_status, write_atomic
 from ..training.trainer import TrainOptions, encode_for_training, load_for_training, make_trainer, \
@@ -43,11 +43,11 @@ class DynamicTrainConfig(TrainOptions, DynamicOptions):
 
     pool_files: list[str] = option(help="pool data files (JSONL/JSON/Parquet, optionally .gz)")
     task: str = option(help="target task: bbh, mmlu, tydiqa (LESS validation sets) or a data file")
-    data_dir: str = option("", help="LESS data folder (holding eval/) for the built-in tasks")
+    data_dir: str = shared("data_dir")
     method: Literal["lora", "full"] = option("lora", help="lora (adapter) or full fine-tuning")
     save_steps: int = option(0, help="save an HF checkpoint (for resume) every N optimizer steps "
                                      "(0: at every re-selection step)")
-    overwrite: bool = option(False, help="delete an existing output (and any partial run) and train again")
+    overwrite: bool = shared("overwrite")
 
 
 def _dynamic_options(config: DynamicTrainConfig) -> DynamicOptions:
@@ -59,7 +59,7 @@ def _targets(config: DynamicTrainConfig, tokenizer):
     from ..data.targets import build_target_examples
     examples = build_target_examples(config.task, config.data_dir or None)
     encoded, _ = encode_all(examples, tokenizer, config.max_seq_length, config.template)
-    keep = [i for i, e in enumerate(encoded) if e.n_completion_tokens > 0]
+    keep, _ = split_by_completion(encoded)
     lost = sorted({str(e.subtask) for e in examples} - {str(examples[i].subtask) for i in keep})
     if len(keep) < len(examples):
         log.warning("dynamic-train: %d of %d target example(s) keep no completion token at "
@@ -86,8 +86,8 @@ def _inputs(config: DynamicTrainConfig):
     from ..modeling import load_tokenizer
     from ..training.trainer import accumulation_steps, world_size
     examples, _ = load_examples(config.pool_files, lenient=config.lenient)
-    if config.max_examples is not None and len(examples) > config.max_examples:
-        examples = examples[:config.max_examples]
+    if config.max_train_examples is not None and len(examples) > config.max_train_examples:
+        examples = examples[:config.max_train_examples]
     tokenizer = load_tokenizer(config.model)
     rows, kept, dropped = encode_for_training(examples, tokenizer, config)
     targets, labels = _targets(config, tokenizer)
@@ -129,7 +129,8 @@ def run_dynamic_train(config: DynamicTrainConfig) -> Path:
                  config.method, len(rows), dropped, len(targets), len(set(labels)), opts.total_steps,
                  selector.global_batch, opts.selection_steps(),
                  f"; resuming from {last}" if last else "")
-        trainer = make_trainer(model, tokenizer, selector.train_dataset, args, [selector])
+        trainer = make_trainer(model, tokenizer, selector.train_dataset, args, [selector],
+                               loss_reduction=config.loss_reduction)
         result = trainer.train(resume_from_checkpoint=last)
         trainer.save_model(str(part))
         if trainer.is_world_process_zero():

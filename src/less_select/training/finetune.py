@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..configs import option, positive, validate
+from ..configs import option, positive, shared, validate
 from ..data import load_examples
 from ..errors import UserError
 from ..stage_folder import stage_dir, stage_settings, write_atomic
@@ -36,7 +36,7 @@ class FinetuneConfig(TrainOptions):
                                    check=positive)
     merge_lora: bool = option(False, help="with method lora: save the merged full model instead of "
                                           "the adapter")
-    overwrite: bool = option(False, help="delete an existing output_dir and train again")
+    overwrite: bool = shared("overwrite")
 
 
 def run_finetune(config: FinetuneConfig) -> Path:
@@ -50,9 +50,9 @@ def run_finetune(config: FinetuneConfig) -> Path:
         if part is None:
             return out
         examples, _ = load_examples(config.train_files, lenient=config.lenient)
-        if config.max_examples is not None and len(examples) > config.max_examples:
-            examples = examples[:config.max_examples]
-            log.info("finetune: kept the first %d examples (max_examples)", len(examples))
+        if config.max_train_examples is not None and len(examples) > config.max_train_examples:
+            examples = examples[:config.max_train_examples]
+            log.info("finetune: kept the first %d examples (max_train_examples)", len(examples))
         model, tokenizer = load_for_training(config, config.method)
         rows, _, dropped = encode_for_training(examples, tokenizer, config)
         args = training_arguments(config, part, save_strategy="no",

@@ -26,10 +26,10 @@ from typing import Literal, Sequence
 
 import torch
 
-from ..configs import non_negative, option, positive, unit_interval
+from ..configs import non_negative, option, positive, shared, unit_interval
 from ..data import Example
-from ..data.batching import collate
-from ..data.encode import Encoded, Template, encode_all
+from ..data.batching import collate, per_example_loss
+from ..data.encode import Encoded, Template, encode_all, split_by_completion
 from ..errors import UserError
 from ..modeling import load_model, load_tokenizer, resolve_dtype
 from ..progress import bar_enabled
@@ -43,19 +43,15 @@ class TrainOptions:
 
     model: str = option(help="base model: a Hugging Face hub id or a local model folder")
     output_dir: str = option(help="folder to write (written as <output_dir>.part, renamed when complete)")
-    lenient: bool = option(False, help="skip malformed records (counted) instead of failing")
-    template: Template = option("auto", help="auto (chat template if the tokenizer has one, else "
-                                             "Tulu), tulu (LESS's, ends in </s> and a newline), "
-                                             "tulu_stripped (no final newline) or chat_template")
+    lenient: bool = shared("lenient")
+    template: Template = shared("template")
     loss_reduction: Literal["example", "token"] = option(
         "example", help="loss of a step: example (mean over examples of each one's mean token loss, "
                         "as LESS trained) or token (mean over all completion tokens of the step)")
-    max_seq_length: int = option(2048, help="truncate encoded examples to this many tokens",
-                                 check=positive)
-    max_examples: int | None = option(None, help="train on at most this many examples (quick runs)",
-                                      check=positive)
-    dtype: str = option("auto", help="model dtype: auto (bf16 on a GPU that supports it, else "
-                                     "float32), float32, bfloat16, float16")
+    max_seq_length: int = shared("max_seq_length")
+    max_train_examples: int | None = option(None, help="train on at most N examples, the first N "
+                                                        "of the training set (quick runs)", check=positive)
+    dtype: str = shared("dtype")
     epochs: int = option(4, help="number of training epochs", check=positive)
     learning_rate: float = option(2e-5, help="peak learning rate (linear decay after warmup)",
                                   check=positive)
@@ -82,7 +78,7 @@ class TrainOptions:
                                             factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     gradient_checkpointing: bool = option(False, help="recompute activations in the backward pass "
                                                       "(less memory, slower)")
-    seed: int = option(42, help="random seed (data subset, LoRA init, shuffling)", check=non_negative)
+    seed: int = shared("seed")  # the warmup subset, the LoRA init and the data order
     logging_steps: int = option(1, help="log loss and learning rate every N optimizer steps",
                                 check=positive)
     report_to: str = option("none", help="HF Trainer reporting integration (none, tensorboard, wandb)")
@@ -115,8 +111,8 @@ def encode_for_training(examples: Sequence[Example], tokenizer, opts: TrainOptio
     Returns the training rows, the examples they came from, and how many were dropped.
     """
     encoded, _ = encode_all(examples, tokenizer, opts.max_seq_length, opts.template)
-    keep = [i for i, e in enumerate(encoded) if e.n_completion_tokens > 0]
-    dropped = len(encoded) - len(keep)
+    keep, dropped_rows = split_by_completion(encoded)
+    dropped = len(dropped_rows)
     if dropped:
         log.warning("dropped %d of %d training example(s) with no completion token after "
                     "truncation to %d tokens", dropped, len(encoded), opts.max_seq_length)
@@ -200,12 +196,7 @@ def example_mean_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) ->
     The Trainer then divides by the accumulation steps, so a step's loss is the mean over all its
     examples of per-example means (``num_items_in_batch``, the step's token count, is ignored).
     """
-    logits = outputs["logits"][:, :-1].float()                       # position t predicts t + 1
-    target = labels[:, 1:].to(logits.device)
-    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100,
-                                           reduction="none")          # [B, T-1]
-    counts = (target != -100).sum(dim=1)
-    per_example = ce.sum(dim=1) / counts.clamp(min=1)
+    per_example, counts = per_example_loss(outputs["logits"], labels)
     return per_example[counts > 0].mean()
 
 
@@ -222,4 +213,9 @@ def make_trainer(model, tokenizer, dataset: list[Encoded], args, callbacks=(),
                       compute_loss_func=example_mean_loss if loss_reduction == "example" else None)
     if loss_reduction == "example":
         trainer.loss_is_scaled_for_ga = False  # a per-micro-batch mean: the Trainer divides by GA
+        # With a compute_loss_func the Trainer assumes a loss divided by the step's token count summed
+        # over ranks, and multiplies it by the world size to undo DDP's gradient averaging. Our
+        # per-example mean is already a per-rank mean, so under DDP that made gradients (and the
+        # logged loss) world-size times too large; without the token all-reduce nothing is rescaled.
+        trainer.args.average_tokens_across_devices = False
     return trainer

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..configs import fraction, option, validate
+from ..configs import fraction, option, shared, validate
 from ..data import load_examples
 from ..errors import UserError
 from ..stage_folder import stage_dir, stage_settings, write_atomic
@@ -45,7 +45,7 @@ class WarmupConfig(TrainOptions):
                                check=fraction)
     save_hf_optimizer: bool = option(False, help="also keep the HF Trainer's optimizer.pt/scheduler.pt "
                                                  "in each checkpoint (large; not needed by LESS)")
-    overwrite: bool = option(False, help="delete an existing output_dir and train again")
+    overwrite: bool = shared("overwrite")
 
 
 def warmup_subset(n: int, percentage: float, seed: int) -> list[int]:
@@ -100,9 +100,9 @@ def run_warmup(config: WarmupConfig) -> Path:
         chosen = [examples[i] for i in warmup_subset(len(examples), config.percentage, config.seed)]
         log.info("warmup: drew %d of %d pool examples (percentage %g, seed %d)", len(chosen),
                  len(examples), config.percentage, config.seed)
-        if config.max_examples is not None and len(chosen) > config.max_examples:
-            chosen = chosen[:config.max_examples]
-            log.info("warmup: kept the first %d (max_examples)", len(chosen))
+        if config.max_train_examples is not None and len(chosen) > config.max_train_examples:
+            chosen = chosen[:config.max_train_examples]
+            log.info("warmup: kept the first %d (max_train_examples)", len(chosen))
         model, tokenizer = load_for_training(config, "lora")
         rows, kept, dropped = encode_for_training(chosen, tokenizer, config)
         trained = {id(e) for e in kept}
