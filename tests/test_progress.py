@@ -108,3 +108,15 @@ def test_cli_flag_sets_the_mode(monkeypatch, capsys):
     assert progress.get_mode() == "log"  # without the flag: the environment variable
     assert main(["--progress", "sometimes", "tiny-model"]) == 2
     assert "invalid choice: 'sometimes'" in capsys.readouterr().err
+
+
+def test_quiet_loops_log_nothing_and_draw_no_bar_when_short(monkeypatch, caplog):
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    with caplog.at_level(logging.INFO, logger="less_select.progress"):
+        with Progress("encoding", total=3, quiet_s=60.0) as p:
+            p.update(3)
+        progress.set_mode("log")
+        with Progress("encoding", total=3, quiet_s=60.0) as p:
+            p.update(3)
+    assert terminal.getvalue() == "" and caplog.records == []

@@ -89,7 +89,9 @@ SHARED: dict[str, Shared] = {
     "template": Shared("auto", (
         "chat encoding of conversation records: auto (the tokenizer's chat template if it has one, "
         "else tulu), tulu (LESS's Tulu format, ends in </s> and a newline), tulu_stripped (no final "
-        "newline; stores built before tulu-v2) or chat_template")),
+        "newline; stores built before tulu-v2), chat_template (prompt/completion records stay raw "
+        "text, as LESS encodes its targets) or chat_template_all (prompt/completion records through "
+        "the chat template too, as a user turn and an assistant turn)")),
     "max_examples": Shared(0, "use only the first N examples of each data file (0: all)", non_negative),
     "max_tokens_per_batch": Shared(8192, "token budget of a batch (examples x longest sequence); "
                                          "bounds the memory of one forward/backward", positive),

@@ -105,10 +105,13 @@ class Progress:
 
     Bar mode: a tqdm bar on stderr with count, rate and ETA (and tokens/s when ``extra`` counts
     tokens). Log mode: an INFO line at most every ``every_s`` seconds with the same numbers. Both
-    end with one "done" line giving the count, time and rate."""
+    end with one "done" line giving the count, time and rate. A loop that is often short (encoding a
+    few targets) passes ``quiet_s``: no bar and no "done" line unless it runs that long."""
 
-    def __init__(self, name: str, total: int | None, unit: str = "ex", every_s: float = 5.0):
+    def __init__(self, name: str, total: int | None, unit: str = "ex", every_s: float = 5.0,
+                 quiet_s: float = 0.0):
         self.name, self.total, self.unit, self.every_s = name, total, unit, every_s
+        self.quiet_s = quiet_s
         self.done = 0
         self.extra = 0  # a second counter (e.g. tokens)
         self.start = self.last = time.perf_counter()
@@ -118,7 +121,7 @@ class Progress:
         if bar_enabled():
             from tqdm import tqdm
             self.bar = tqdm(total=self.total or None, desc=self.name, unit=self.unit, file=sys.stderr,
-                            dynamic_ncols=True, mininterval=0.5, smoothing=0.1)
+                            dynamic_ncols=True, mininterval=0.5, smoothing=0.1, delay=self.quiet_s)
             _LogsAboveBar.enter()
         self.start = self.last = time.perf_counter()
         return self
@@ -163,6 +166,6 @@ class Progress:
             self.bar.close()
             self.bar = None
             _LogsAboveBar.exit()
-        if exc[0] is None:
+        if exc[0] is None and self.elapsed >= self.quiet_s:
             log.info("%s: done, %d %s in %.1fs (%.1f %s/s)", self.name, self.done, self.unit,
                      self.elapsed, self.rate, self.unit)

@@ -10,7 +10,9 @@ Loss is taken only on assistant tokens (labels are -100 elsewhere). The encoding
   ``</s>`` (open-instruct's variant, and this package's encoding before ``tulu-v2``). Stores record
   which one they used and are never mixed.
 * ``chat-template-v1``: the tokenizer's own chat template; assistant spans found by rendering
-  prefixes with ``add_generation_prompt=True``.
+  prefixes with ``add_generation_prompt=True``. Template ``chat_template_all`` renders
+  prompt/completion records with it too, as a user turn and an assistant turn (template
+  ``chat_template`` and ``auto`` keep them raw, as LESS encodes its targets).
 * ``raw-v1``: prompt/completion records as raw text (open-instruct ``encode_with_prompt_completion``:
   a space between prompt and completion when neither has one, then EOS); examples built by the LESS
   target loaders set ``append_eos=False`` and are the plain concatenation, as the original does.
@@ -28,7 +30,8 @@ from .example import Example
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-Template = Literal["auto", "tulu", "tulu_stripped", "chat_template"]
+Template = Literal["auto", "tulu", "tulu_stripped", "chat_template", "chat_template_all"]
+CHAT_TEMPLATES = ("chat_template", "chat_template_all")  # the templates that need a chat template
 
 
 @dataclass
@@ -128,13 +131,14 @@ def encode_raw_v1(prompt: str, completion: str, tokenizer, max_seq_length: int,
 def encode_example(example: Example, tokenizer, max_seq_length: int,
                    template: Template = "auto") -> Encoded:
     """Token ids and labels (-100 outside assistant turns) of one example."""
-    if example.prompt is not None and example.completion is not None:
+    if template in CHAT_TEMPLATES and not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"template '{template}' requested but the tokenizer has no chat template")
+    if example.prompt is not None and example.completion is not None \
+            and template != "chat_template_all":
         return encode_raw_v1(example.prompt, example.completion, tokenizer, max_seq_length,
                              example.append_eos)
-    use_chat = template == "chat_template" or (
+    use_chat = template in CHAT_TEMPLATES or (
         template == "auto" and getattr(tokenizer, "chat_template", None))
-    if template == "chat_template" and not getattr(tokenizer, "chat_template", None):
-        raise UserError("template 'chat_template' requested but the tokenizer has no chat template")
     if use_chat:
         return encode_chat_template_v1(example.messages, tokenizer, max_seq_length)
     if template == "tulu_stripped":
@@ -167,7 +171,12 @@ class EncodeReport:
 def encode_all(examples: Sequence[Example], tokenizer, max_seq_length: int,
                template: Template = "auto") -> tuple[list[Encoded], EncodeReport]:
     """Encode every example; report how many were truncated and how many kept no completion token."""
-    out = [encode_example(ex, tokenizer, max_seq_length, template) for ex in examples]
+    from ..progress import Progress
+    out = []
+    with Progress("encoding", total=len(examples), quiet_s=2.0) as prog:  # a big pool takes minutes
+        for ex in examples:
+            out.append(encode_example(ex, tokenizer, max_seq_length, template))
+            prog.update()
     rep = EncodeReport(total=len(out), truncated=sum(e.truncated for e in out),
                        no_completion=sum(e.n_completion_tokens == 0 for e in out),
                        encodings=tuple(sorted({e.encoding for e in out})))

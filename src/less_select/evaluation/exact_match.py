@@ -73,9 +73,10 @@ def tulu_prompt(ex, eos_token: str = "</s>") -> str:
 
 def generation_prompt(ex, tokenizer, template: str = "auto") -> tuple[str, bool]:
     """(prompt text, add_special_tokens) as the training encoding (``data/encode.py``) renders it."""
-    if not isinstance(ex, dict) and ex.prompt is not None and ex.completion is not None:
+    if not isinstance(ex, dict) and ex.prompt is not None and ex.completion is not None \
+            and template != "chat_template_all":
         return ex.prompt, True
-    use_chat = template == "chat_template" or (
+    use_chat = template in ("chat_template", "chat_template_all") or (
         template == "auto" and getattr(tokenizer, "chat_template", None))
     if use_chat:
         msgs = _messages(ex)
