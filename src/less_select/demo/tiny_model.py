@@ -6,8 +6,6 @@ the data, a tiny Llama from a config, briefly pre-trained as a causal LM on the 
 Selections made with such a model are only as good as the model; use a real model for real work.
 ``tiny-model`` writes a chat template into the tokenizer (:data:`TULU_CHAT_TEMPLATE`, the Tulu format
 the model is pretrained on), as tools that need one for prompt/completion data expect.
-``tiny-model`` writes a chat template into the tokenizer (:data:`TULU_CHAT_TEMPLATE`, the Tulu format
-the model is pretrained on), as tools that need one for prompt/completion data expect.
 """
 
 from __future__ import annotations
@@ -33,9 +31,6 @@ class TinyModelConfig:
 
     data: list[str] = option(factory=list, help="Text sources: pool or target files in any supported format.")
     output_dir: str = option("", help="Folder to save the model and tokenizer into.")
-    chat_template: Literal["tulu", "none"] = option("tulu", help=(
-        "Chat template written into the tokenizer: tulu (the Tulu format the model is pretrained on; "
-        "data encodes token for token as with --template tulu) or none."))
     chat_template: Literal["tulu", "none"] = option("tulu", help=(
         "Chat template written into the tokenizer: tulu (the Tulu format the model is pretrained on; "
         "data encodes token for token as with --template tulu) or none."))
@@ -71,30 +66,7 @@ def run_tiny_model(config: TinyModelConfig) -> Path:
                         lr=3e-3 if config.pretrain_steps else 0.0)
     if config.chat_template == "tulu":
         write_chat_template(config.output_dir, TULU_CHAT_TEMPLATE)
-    if config.chat_template == "tulu":
-        write_chat_template(config.output_dir, TULU_CHAT_TEMPLATE)
     return Path(config.output_dir)
-
-
-#: The Tulu format as a chat template. A conversation rendered with it is the text the ``tulu``
-#: encoding tokenizes (BOS, then each turn as ``<|role|>\n`` + its stripped content, ``</s>`` after
-#: an answer, a newline after every turn), and the generation prompt is ``<|assistant|>\n``, so the
-#: ``chat-template-v1`` encoding of a tiny model's data equals its ``tulu-v2`` encoding token for token.
-#: String literals only, so Jinja's whitespace control cannot touch a newline.
-TULU_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}"
-    "{{ '<|' + m['role'] + '|>\\n' + (m['content'] | trim) }}"
-    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}")
-
-
-def write_chat_template(model_dir: str | Path, template: str) -> None:
-    """Save ``template`` as the chat template of the tokenizer in ``model_dir`` (peers such as
-    bergson, and prompt/completion data with ``--template chat_template_all``, need one)."""
-    from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    tok.chat_template = template
-    tok.save_pretrained(str(model_dir))
 
 
 #: The Tulu format as a chat template. A conversation rendered with it is the text the ``tulu``
