@@ -1,14 +1,18 @@
 """Dynamic LESS selection (``less-select dynamic-train``): cost of one re-selection and quality.
 
-(a) cost: seconds of one re-selection in our default mode (a seeded candidate subset of 4 x the
-    examples needed, token-budget batches of per-example gradients, sparse projection) against a
-    DataFlex-style reference mode (the whole pool, batch size 1, dense Rademacher projection) and a
-    middle mode (whole pool, batched, sparse), on the same model, optimizer state and pool; modes
-    interleaved A B C A B C, ``--repeats`` times; the ratio is of medians in the same run.
+(a) cost: seconds (wall and process CPU) of one re-selection in our default mode (a seeded candidate
+    subset of 4 x the examples needed, token-budget batches of per-example LoRA gradients with the LM
+    head evaluated at completion positions only, sparse projection) and a middle mode (whole pool,
+    batched, sparse) against a DataFlex-style reference written here the way DataFlex does it (the
+    whole pool, batch size 1 through the model's own loss, ``.grad`` of every trainable parameter,
+    dense Rademacher projection, one mean over the targets), on the same model, optimizer state and
+    pool, for each ``--cost-pools`` size; modes interleaved A B C A B C, ``--repeats`` times. Ratios:
+    of medians, and the median of the per-repeat (paired) ratios.
 (b) quality: target-set loss after the same number of optimizer steps for dynamic LESS, static LESS
     (one selection from the state at the end of the warmup steps), random, and the full pool (one
     epoch, more steps: disclosed in the table), over ``--seeds`` seeds, on the demo data (plus its
-    held-out loss and exact match) and on a real pool from ``--data-dir`` with an MMLU target.
+    held-out loss and exact match) and on a real pool from ``--data-dir`` with an MMLU target (plus
+    the loss on held-out MMLU test rows of the same subjects).
 
     python benchmarks/bench_dynamic.py --data-dir ../shared/data          # writes results/dynamic.json
     python benchmarks/bench_dynamic.py --quick                              # seconds-scale smoke run
@@ -57,27 +61,35 @@ def demo_setup(work: Path, quick: bool, pool_size: int):
             "model": str(model_dir), "target_examples": targets, "heldout_records": tests}
 
 
-def real_setup(work: Path, data_dir: Path, quick: bool, n_subjects: int, pool_size: int):
-    """A mixed real pool (FLAN CoT, T0, Alpaca-GPT4) and an MMLU target (first subjects, 5 dev rows
-    each, the LESS format), as a target file with one subtask per subject."""
-    from less_select.demo.pretrain import pretrain_tiny_model, tulu_texts
-    from less_select.evaluation.targets import build_mmlu_targets
-    n = 300 if quick else pool_size
+def real_pool_file(work: Path, data_dir: Path, n: int) -> Path:
+    """``n`` examples drawn (seed 0) from FLAN CoT (40%), T0 (40%) and Alpaca-GPT4 (20%), shuffled."""
     per = {"cot/cot_data.jsonl": int(0.4 * n), "t0/t0_data.jsonl": int(0.4 * n),
            "alpaca_gpt4/alpaca_gpt4_data.jsonl": n - 2 * int(0.4 * n)}
-    pool_file = work / "real_pool.jsonl"
+    pool_file = work / ("real_pool.jsonl" if n == 500 else f"real_pool_{n}.jsonl")  # 500: earlier runs' name
     if not pool_file.is_file():
         rng = random.Random(0)
         lines = []
-        for rel, n in per.items():
+        for rel, k in per.items():
             exs, _ = load_examples([str(data_dir / "train" / "processed" / rel)], max_per_file=5000)
-            for ex in rng.sample(exs, n):
+            for ex in rng.sample(exs, k):
                 lines.append(json.dumps({"id": ex.id, "task": rel.split("/")[0], "messages": ex.messages}))
         rng.shuffle(lines)
-        pool_file.write_text("\n".join(lines) + "\n")
+        write_text_atomic(pool_file, "\n".join(lines) + "\n")
+    return pool_file
+
+
+def real_setup(work: Path, data_dir: Path, quick: bool, n_subjects: int, pool_size: int):
+    """A mixed real pool (FLAN CoT, T0, Alpaca-GPT4) and an MMLU target (first subjects, 5 dev rows
+    each, the LESS format), as a target file with one subtask per subject; held out: the first 20
+    MMLU test rows of each of those subjects."""
+    from less_select.demo.pretrain import pretrain_tiny_model, tulu_texts
+    from less_select.data.targets import build_mmlu_targets
+    n = 300 if quick else pool_size
+    pool_file = real_pool_file(work, data_dir, n)
     root = data_dir / "eval" / "mmlu"
     subjects = sorted(p.name[:-len("_test.csv")] for p in (root / "test").glob("*_test.csv"))[:n_subjects]
     targets = build_mmlu_targets(data_dir, subjects=subjects)
+    heldout = mmlu_heldout(work, root, subjects, per_subject=20)
     target_file = work / "mmlu_targets.jsonl"
     target_file.write_text("".join(json.dumps({"id": t.id, "prompt": t.prompt, "completion": t.completion,
                                                "subtask": t.subtask}) + "\n" for t in targets))
@@ -87,67 +99,142 @@ def real_setup(work: Path, data_dir: Path, quick: bool, n_subjects: int, pool_si
         texts = tulu_texts(recs) + [t.prompt + t.completion for t in targets]
         pretrain_tiny_model(model_dir, tulu_texts(recs), tokenizer_texts=texts, seed=0,
                             epochs=1 if quick else 3, vocab_size=1024, max_seq_length=256)
-    return {"name": f"real pool ({sum(per.values())}: cot/t0/alpaca) -> MMLU ({n_subjects} subjects)",
+    return {"name": f"real pool ({n}: cot/t0/alpaca) -> MMLU ({n_subjects} subjects)",
             "pool_files": [str(pool_file)], "task": str(target_file), "model": str(model_dir),
-            "target_examples": load_examples([str(target_file)])[0], "heldout_records": None}
+            "target_examples": load_examples([str(target_file)])[0], "heldout_records": None,
+            "heldout_examples": heldout}
+
+
+def mmlu_heldout(work: Path, mmlu_root: Path, subjects: list[str], per_subject: int) -> list:
+    """The first ``per_subject`` MMLU *test* rows of each subject, in the target format: the
+    library's dev-row builder pointed at a folder whose dev files are the test files (not the
+    target rows the selection saw)."""
+    from less_select.data.targets import build_mmlu_targets
+    fake = work / "mmlu_heldout" / "eval" / "mmlu"
+    for split in ("dev", "test"):
+        (fake / split).mkdir(parents=True, exist_ok=True)
+    for s in subjects:
+        for split in ("dev", "test"):
+            link = fake / split / f"{s}_{split}.csv"
+            if not link.exists():
+                link.symlink_to(mmlu_root / "test" / f"{s}_test.csv")
+    return build_mmlu_targets(work / "mmlu_heldout", subjects=subjects, k=per_subject)
 
 
 # --------------------------------------------------------------------------- (a) re-selection cost
 
-def cost_benchmark(setup: dict, work: Path, repeats: int, proj_dim: int, quick: bool) -> dict:
+REFERENCE = "DataFlex-style reference (whole pool, batch 1, HF loss + .grad, dense)"
+OURS = "ours (4x candidates, batched, sparse)"
+OURS_WHOLE = "ours, whole pool (batched, sparse)"
+
+
+def dataflex_style_reselect(model, opt, rows, targets, projector, need: int, pad_id: int) -> list[int]:
+    """A re-selection written the way DataFlex's selector does it: every pool row, one example per
+    forward/backward through the model's own (HF, token-mean) loss, gradients read from ``.grad`` of
+    every trainable parameter, the LESS Adam formula with the optimizer's moments, a dense
+    projection, and one mean over all target rows (no subtasks). Returns the top ``need`` rows."""
     from less_select.data.batching import collate
-    from less_select.dynamic import DynamicLessSelection, DynamicOptions
+    from less_select.gradients.features import adam_preconditioned_gradient
+    params = [p for p in model.parameters() if p.requires_grad]
+    group = opt.param_groups[0]
+    was_training = model.training
+    model.eval()
+
+    def feature(row, adam: bool) -> torch.Tensor:
+        model.zero_grad(set_to_none=True)
+        model(**collate([row], pad_id)).loss.backward()
+        blocks = [p.grad.reshape(1, -1) for p in params]
+        if adam:
+            blocks = [adam_preconditioned_gradient(g, opt.state[p]["exp_avg"].reshape(1, -1),
+                                                   opt.state[p]["exp_avg_sq"].reshape(1, -1),
+                                                   tuple(group["betas"]), group["eps"])
+                      for g, p in zip(blocks, params)]
+        return torch.nn.functional.normalize(projector.project_block(torch.cat(blocks, 1), 0), dim=1)[0]
+
+    try:
+        target_mean = torch.stack([feature(t, False) for t in targets]).mean(0)
+        scores = torch.stack([feature(r, True) for r in rows]) @ target_mean
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return torch.argsort(scores, descending=True)[:need].tolist()
+
+
+def cost_setup(setup: dict, work: Path, pool_file: Path):
+    """Model (LoRA), encoded pool and targets, and an AdamW after 10 real steps on the pool."""
+    from less_select.data.batching import collate
     from less_select.dynamic.stage import DynamicTrainConfig, _targets
-    from less_select.training.hf import encode_for_training, load_for_training
-    cfg = DynamicTrainConfig(model=setup["model"], output_dir=str(work / "unused"), pool_files=setup["pool_files"],
+    from less_select.training.trainer import encode_for_training, load_for_training
+    cfg = DynamicTrainConfig(model=setup["model"], output_dir=str(work / "unused"), pool_files=[str(pool_file)],
                              task=setup["task"], max_seq_length=256, dtype="float32", seed=0, **LORA)
     model, tok = load_for_training(cfg, "lora")
-    examples, _ = load_examples(setup["pool_files"])
-    rows, kept, _ = encode_for_training(examples, tok, cfg)
+    examples, _ = load_examples([str(pool_file)])
+    rows, _, _ = encode_for_training(examples, tok, cfg)
     targets, labels = _targets(cfg, tok)
-    gb, update_step = 8, 5
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     g = torch.Generator().manual_seed(0)
     for _ in range(10):  # a real (short) warmup, so exp_avg/exp_avg_sq and LoRA B are those of training
-        idx = torch.randint(len(rows), (gb,), generator=g).tolist()
+        idx = torch.randint(len(rows), (8,), generator=g).tolist()
         model(**collate([rows[i] for i in idx], tok.pad_token_id)).loss.backward()
         opt.step()
         opt.zero_grad()
+    return model, tok, rows, targets, labels, opt
+
+
+def cost_benchmark(setup: dict, work: Path, pool_file: Path, repeats: int, proj_dim: int) -> dict:
+    """One re-selection in each mode, interleaved A B C A B C, wall and process-CPU seconds."""
+    from less_select.dynamic import DynamicLessSelection, DynamicOptions
+    from less_select.projection import make_projector
+    model, tok, rows, targets, labels, opt = cost_setup(setup, work, pool_file)
+    gb, update_step = 8, 5
+    need = gb * update_step
     base = dict(warmup_step=0, update_step=update_step, update_times=1, proj_dim=proj_dim)
-    modes = {
-        "ours (4x candidates, batched, sparse)": DynamicOptions(**base),
-        "ours, whole pool (batched, sparse)": DynamicOptions(**base, candidates=-1),
-        "DataFlex-style reference (whole pool, batch 1, dense)": DynamicOptions(
-            **base, candidates=-1, max_batch_size=1, projector="rademacher"),
-    }
     sels = {}
-    for name, opts in modes.items():
+    for name, opts in {OURS: DynamicOptions(**base), OURS_WHOLE: DynamicOptions(**base, candidates=-1)}.items():
         sel = DynamicLessSelection(rows, targets, labels, opts, global_batch=gb, pad_token_id=tok.pad_token_id,
-                                   selections_dir=work / "cost_selections" / str(len(sels)))
+                                   selections_dir=work / "cost_selections" / f"{len(rows)}_{len(sels)}")
         sel.on_train_begin(SimpleNamespace(max_steps=opts.total_steps, per_device_train_batch_size=gb,
                                            gradient_accumulation_steps=1, world_size=1, seed=0), None, None)
         sels[name] = sel
-    times = {name: [] for name in modes}
-    loads = []
+    dense = make_projector("rademacher", sum(p.numel() for p in model.parameters() if p.requires_grad),
+                           proj_dim, 0)
+    modes = {**{name: (lambda rep, s=sel: s.reselect(10 + rep, model, opt)) for name, sel in sels.items()},
+             REFERENCE: lambda rep: dataflex_style_reselect(model, opt, rows, targets, dense, need,
+                                                            tok.pad_token_id)}
+    wall = {name: [] for name in modes}
+    cpu = {name: [] for name in modes}
+    chosen, loads = {}, []
     for rep in range(repeats):
-        for name, sel in sels.items():          # interleaved: A B C A B C ...
-            t0 = time.perf_counter()
-            sel.reselect(10 + rep, model, opt)
-            times[name].append(time.perf_counter() - t0)
+        for name, run in modes.items():          # interleaved: A B C A B C ...
+            t0, c0 = time.perf_counter(), time.process_time()
+            got = run(rep)
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+            chosen[name] = set(got)
             loads.append(loadavg())
-            log.info("cost rep %d %s: %.2fs", rep, name, times[name][-1])
-    ref = statistics.median(times["DataFlex-style reference (whole pool, batch 1, dense)"])
-    out = {"setup": setup["name"], "pool": len(rows), "targets": len(targets), "global_batch": gb,
-           "update_step": update_step, "needed_per_reselection": gb * update_step, "proj_dim": proj_dim,
-           "lora_params": sels[next(iter(sels))]._projector.total_params, "repeats": repeats,
-           "loadavg_during": [min(loads), max(loads)], "modes": {}}
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        out["modes"][name] = {"seconds": [round(t, 3) for t in ts], "median": round(med, 3),
-                              "min": round(min(ts), 3), "max": round(max(ts), 3),
-                              "ratio_to_reference": round(med / ref, 4),
-                              "candidates": sels[name].records[-1]["n_candidates"]}
+            log.info("cost pool %d rep %d %s: %.2fs wall, %.2fs cpu", len(rows), rep, name,
+                     wall[name][-1], cpu[name][-1])
+    out = {"setup": setup["name"], "pool_file": pool_file.name, "pool": len(rows), "targets": len(targets),
+           "global_batch": gb, "update_step": update_step, "needed_per_reselection": need,
+           "proj_dim": proj_dim, "lora_params": dense.total_params, "repeats": repeats,
+           "loadavg_during": [min(loads), max(loads)],
+           "overlap_whole_pool_vs_reference": len(chosen[OURS_WHOLE] & chosen[REFERENCE]) / need,
+           "modes": {}}
+    for name in modes:
+        n_cand = sels[name].records[-1]["n_candidates"] if name in sels else len(rows)
+        out["modes"][name] = {"candidates": n_cand, **_timing(wall[name], wall[REFERENCE], "wall"),
+                              **_timing(cpu[name], cpu[REFERENCE], "cpu")}
     return out
+
+
+def _timing(ts: list[float], ref: list[float], kind: str) -> dict:
+    """Seconds, median, spread, ratio of medians and per-repeat (paired) ratios to the reference."""
+    paired = [t / r for t, r in zip(ts, ref)]
+    return {f"{kind}_seconds": [round(t, 3) for t in ts], f"{kind}_median": round(statistics.median(ts), 3),
+            f"{kind}_min": round(min(ts), 3), f"{kind}_max": round(max(ts), 3),
+            f"{kind}_ratio_of_medians": round(statistics.median(ts) / statistics.median(ref), 4),
+            f"{kind}_paired_ratios": [round(x, 4) for x in paired],
+            f"{kind}_paired_ratio_median": round(statistics.median(paired), 4)}
 
 
 # --------------------------------------------------------------------------- (b) quality
@@ -183,6 +270,9 @@ def evaluate(setup: dict, adapter: Path) -> dict:
     tok = load_tokenizer(setup["model"])
     model = load_model_with_adapter(setup["model"], str(adapter), "float32", torch.device("cpu"))
     res = {"target_loss": target_loss(model, tok, setup["target_examples"], max_seq_length=256)["average"]["loss"]}
+    if setup.get("heldout_examples"):
+        res["heldout_loss"] = target_loss(model, tok, setup["heldout_examples"],
+                                          max_seq_length=256)["average"]["loss"]
     if setup["heldout_records"]:
         held = setup["heldout_records"]  # mean over examples of each one's completion loss (Tulu)
         examples = [Example(id=str(r.get("id", i)), messages=r["messages"], raw=r) for i, r in enumerate(held)]
@@ -231,16 +321,20 @@ def summarize(setup: dict, seeds: list[int], sched: dict, runs: dict) -> dict:
 # --------------------------------------------------------------------------- report
 
 def print_tables(result: dict) -> None:
-    c = result.get("cost")
+    costs = result.get("cost") or []
     result = {**result, "quality": [q for q in result.get("quality", []) if not q.get("partial")]}
-    if c:
-        print(f"\n(a) one re-selection, {c['setup']}: pool {c['pool']}, {c['targets']} targets, "
-              f"{c['needed_per_reselection']} examples chosen, d={c['proj_dim']}, P={c['lora_params']}, "
-              f"{c['repeats']} interleaved repeats, load {c['loadavg_during']}")
-        print(f"{'mode':58s} {'cand':>5s} {'median s':>9s} {'min-max s':>14s} {'x ref':>7s}")
+    for c in costs if isinstance(costs, list) else [costs]:
+        print(f"\n(a) one re-selection, {c['setup']} ({c.get('pool_file', '')}): pool {c['pool']}, "
+              f"{c['targets']} targets, {c['needed_per_reselection']} examples chosen, d={c['proj_dim']}, "
+              f"P={c['lora_params']}, {c['repeats']} interleaved repeats, load {c['loadavg_during']}")
+        print(f"{'mode':72s} {'cand':>5s} {'wall med s':>10s} {'cpu med s':>9s} "
+              f"{'x ref wall (paired)':>20s} {'x ref cpu (paired)':>19s}")
         for name, m in c["modes"].items():
-            print(f"{name:58s} {m['candidates']:5d} {m['median']:9.2f} {m['min']:6.2f}-{m['max']:<7.2f} "
-                  f"{m['ratio_to_reference']:7.3f}")
+            print(f"{name:72s} {m['candidates']:5d} {m['wall_median']:10.2f} {m['cpu_median']:9.2f} "
+                  f"{m['wall_ratio_of_medians']:8.3f} ({m['wall_paired_ratio_median']:.3f})    "
+                  f"{m['cpu_ratio_of_medians']:8.3f} ({m['cpu_paired_ratio_median']:.3f})")
+        print(f"top-{c['needed_per_reselection']} overlap, ours whole pool vs reference: "
+              f"{c['overlap_whole_pool_vs_reference']:.2f}")
     for q in result.get("quality", []):
         print(f"\n(b) {q['setup']}, seeds {q['seeds']}, schedule {q['schedule']}")
         keys = [k for k in ("target_loss", "heldout_loss", "heldout_exact_match") if k in q["methods"]["dynamic"]]
@@ -260,6 +354,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--proj-dim", type=int, default=4096, help="d of the cost benchmark (DataFlex's example)")
+    ap.add_argument("--cost-pools", type=int, nargs="+", default=[500, 2000],
+                    help="real pool sizes drawn for the cost part (before dropping rows with no completion)")
     ap.add_argument("--mmlu-subjects", type=int, default=5)
     ap.add_argument("--demo-pool", type=int, default=600, help="demo pool size")
     ap.add_argument("--real-pool", type=int, default=500, help="real pool size (40%% cot, 40%% t0, 20%% alpaca)")
@@ -291,9 +387,12 @@ def main(argv=None) -> int:
     else:
         log.warning("%s has no real pool/MMLU: real-data part skipped", data_dir)
     if not args.skip_cost:
-        result["cost"] = cost_benchmark(setups[-1], work / "cost", args.repeats, args.proj_dim, args.quick)
-        result["cost_command"] = result["command"]
-        _write(args.out, result)
+        pools = ([real_pool_file(work, data_dir, 300 if args.quick else n) for n in args.cost_pools]
+                 if has_real else [Path(setups[0]["pool_files"][0])])
+        result["cost"], result["cost_command"] = [], result["command"]
+        for pool in pools:
+            result["cost"].append(cost_benchmark(setups[-1], work / "cost", pool, args.repeats, args.proj_dim))
+            _write(args.out, result)
     if not (args.skip_quality or args.only_cost):
         w, u, t = (2, 2, 2) if args.quick else args.schedule
         sched = dict(warmup_step=w, update_step=u, update_times=t)
@@ -313,10 +412,13 @@ def main(argv=None) -> int:
 
 
 def _write(path: str, result: dict) -> None:
-    p = Path(path)
+    write_text_atomic(Path(path), json.dumps(result, indent=2, default=str))
+
+
+def write_text_atomic(p: Path, text: str) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=str))
+    tmp.write_text(text)
     tmp.replace(p)
 
 

@@ -108,13 +108,28 @@ def test_torchrun_two_ranks_score_shards_and_agree_with_one_process(tmp_path, ti
 
 
 @pytest.mark.slow
-def test_dynamic_train_under_torchrun(tmp_path, tiny_model_dir, pool_file, target_file):
-    """The stage under torchrun (2 ranks, gloo) re-selects at the configured steps and finishes."""
+def test_torchrun_two_processes_train_the_same_adapter_as_one(tmp_path, tiny_model_dir, pool_file, target_file):
+    """The stage under torchrun (2 gloo ranks, per-device batch 2, no accumulation) re-selects at the
+    configured steps, on the same examples, and ends with the same adapter and the same logged loss
+    as one process with accumulation 2. A large adam_epsilon makes the update depend on the gradient's
+    scale, so a loss that the Trainer multiplies by the world size (HF's scaling for a token-summed
+    loss, wrong for our per-example mean) would show in the adapter, not only in the logs."""
+    kw = {"adam-epsilon": 0.1, "logging-steps": 1, "lora-dropout": 0.0}  # dropout: per-rank RNG
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                    "29534", "-m", "less_select.cli", "dynamic-train",
-                    *flags(tiny_model_dir, pool_file, target_file, tmp_path / "multi")],
-                   check=True, env=env, capture_output=True)
-    summary = json.loads((tmp_path / "multi" / "training_summary.json").read_text())
-    assert summary["steps"] == 6 and summary["reselection_steps"] == [2, 4]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-port", "29534", "-m", "less_select.cli", "dynamic-train",
+                           *flags(tiny_model_dir, pool_file, target_file, tmp_path / "multi", **kw)],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(["dynamic-train", *flags(tiny_model_dir, pool_file, target_file, tmp_path / "one", **kw)]) == 0
+    multi, one = (json.loads((tmp_path / d / "training_summary.json").read_text()) for d in ("multi", "one"))
+    assert multi["steps"] == one["steps"] == 6 and multi["reselection_steps"] == [2, 4]
     assert not (tmp_path / "multi.part").exists()
+    for step in (0, 2, 4):
+        sa, sb = (json.loads((tmp_path / d / "selections" / f"step_{step}.json").read_text())
+                  for d in ("multi", "one"))
+        assert sa["indices"] == sb["indices"]
+    losses = [[h["loss"] for h in s["log_history"] if "loss" in h] for s in (multi, one)]
+    assert len(losses[0]) == 6 and np.allclose(losses[0], losses[1], rtol=1e-4)
+    a, b = adapter(tmp_path / "multi"), adapter(tmp_path / "one")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

@@ -7,7 +7,7 @@ optimizer the Trainer is running, at the current weights:
     Inf(z, V_k) = mean_{z' in V_k} cos(Pi Gamma(z), Pi grad(z'))
 
 with ``m``/``v`` the optimizer's current ``exp_avg``/``exp_avg_sq`` and betas/eps of its param group.
-LoRA models use the batched per-example gradients and ``gradients.builder.chunk_features`` of the
+LoRA models use the batched per-example gradients and ``datastore.build.chunk_features`` of the
 static datastore (same projection, same Adam formula, rows unit-normalized); a model without LoRA
 layers (full fine-tuning) gets exact per-example gradients one example at a time.
 
@@ -18,6 +18,7 @@ gathered in rank order, so every rank holds the same scores.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +155,8 @@ def _full_features(model, rows, ckpt, projector, opts, pad_id, device, prog) -> 
 class LiveScores:
     per_subtask: np.ndarray      # float32 [n_candidates, K], candidate order
     subtasks: list[str]
-    seconds: dict[str, float]    # targets, candidates (feature time, this rank), total
+    seconds: dict[str, float]    # targets, candidates (feature time, this rank), total; cpu: process
+                                 # CPU seconds of this rank (robust to other load on a shared machine)
 
 
 def subtask_sums(rows: np.ndarray, labels: list[str], subtasks: list[str]) -> np.ndarray:
@@ -174,10 +176,9 @@ def live_scores(model, optimizer, step: int, candidates: list[Encoded], targets:
     Each rank takes rows ``rank::world`` of the targets and of the candidates; subtask sums and
     candidate scores are gathered so every rank returns the same [n_candidates, K] matrix.
     """
-    import time
     rank, world = rank_world()
     subtasks = sorted(set(target_labels))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     # targets: plain gradients at the current weights, mean unit row per subtask
     mine_t = list(range(rank, len(targets), world))
     t_rows = features(model, [targets[i] for i in mine_t], None, projector, opts, pad_id)
@@ -201,4 +202,5 @@ def live_scores(model, optimizer, step: int, candidates: list[Encoded], targets:
         raise UserError(f"re-selection at step {step}: non-finite influence scores (the model or the "
                         "optimizer state holds NaN/inf)")
     return LiveScores(per_subtask, subtasks, {"targets": t1 - t0, "candidates": t2 - t1,
-                                              "total": time.perf_counter() - t0})
+                                              "total": time.perf_counter() - t0,
+                                              "cpu": time.process_time() - c0})
