@@ -232,7 +232,8 @@ def build_select_inputs(root: Path, n: int, dim: int, chunk: int, n_files: int) 
                               "subtask": None, "n_tokens": 64}) + "\n"
     data_files = [{"path": str(f), "sha256": _sha256(f)} for f in files]
     pool = write_store(root / "pool", n, dim, chunk, index(), kind="pool", seed=0,
-                       manifest_extra={"data_files": data_files, "n_examples": n},
+                       manifest_extra={"data_files": data_files, "n_examples": n, "lenient": False,
+                                       "max_examples": 0},
                        stage_settings={"config": {"lenient": False, "max_examples": 0}})
     k, m = 27, 81
     targets = write_store(root / "targets", m, dim, chunk,

@@ -54,6 +54,8 @@ class LessSelector:
         return self.score_per_subtask(pool, targets)[0].max(axis=1)
 
     def _check_rows(self, pool: list[Example]) -> None:
+        if getattr(pool, "store_path", None) == self.store.path:
+            return  # data/pool_rows.PoolRows read from this store's own index: its rows by construction
         index = self.store.index()
         rows = [(r["file"], r["line"]) for r in index]
         given = [(e.source, e.line) for e in pool]

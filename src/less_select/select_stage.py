@@ -46,8 +46,8 @@ def pool_examples_for_store(store) -> tuple[list[Example], list[tuple[Example, s
     their sha256, ``lenient``, ``max_examples``): (row-aligned examples, unscored, pool size).
 
     Refuses when a file changed since the store was built (rows would no longer match)."""
-    from .data import load_examples
     from .data.hf_datasets import source_sha256
+    from .data.pool_rows import PoolRows
     mf = store.manifest
     missing = [k for k in ("lenient", "max_examples") if k not in mf]
     if missing:
@@ -60,12 +60,10 @@ def pool_examples_for_store(store) -> tuple[list[Example], list[tuple[Example, s
             raise UserError(f"{f['path']}: pool file of {store.path} is missing")
         if sha != f["sha256"]:
             raise UserError(f"{f['path']} changed since {store.path} was built; rebuild the datastore")
-    examples, _ = load_examples(files, lenient=mf["lenient"], max_per_file=mf["max_examples"] or None)
-    by_key = {(e.source, e.line): e for e in examples}
-    rows = [by_key[(r["file"], r["line"])] for r in store.index()]
-    with open(store.path / "skipped.jsonl", encoding="utf-8") as fh:
-        unscored = [(by_key[(r["file"], r["line"])], r["reason"]) for r in map(json.loads, fh)]
-    return rows, unscored, len(examples)
+    # streamed (data/pool_rows.py): the selection writer fetches the selected examples in one pass
+    rows = PoolRows(store.path, files, lenient=mf["lenient"], max_per_file=mf["max_examples"] or None,
+                    n_examples=mf.get("n_examples"))
+    return rows, rows.unscored, rows.n_examples
 
 
 def target_examples_for_store(targets) -> list[Example]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import io
 import json
 import logging
 import math
@@ -25,7 +24,7 @@ import numpy as np
 from .configs import fraction, non_negative, option
 from .data import Example
 from .errors import UserError
-from .stage_folder import write_atomic
+from .stage_folder import atomic_file, write_atomic
 from .subtask_rules import get_rule, rank_order
 
 log = logging.getLogger(__name__)
@@ -112,27 +111,27 @@ def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)
     chosen = order[:k]
+    if hasattr(examples, "fetch"):  # data/pool_rows.PoolRows: the pool files are streamed once, now
+        examples.fetch(chosen)
 
-    jsonl = io.StringIO()
-    for i in chosen:
-        jsonl.write(json.dumps(examples[i].raw, ensure_ascii=False) + "\n")
     sel_path = out / f"{budget.file_stem}.jsonl"
-    write_atomic(sel_path, jsonl.getvalue())
+    with atomic_file(sel_path) as jsonl:  # streamed to disk: a large selection is never one string
+        for i in chosen:
+            jsonl.write(json.dumps(examples[i].raw, ensure_ascii=False) + "\n")
     from .export import write_exports
     exports = write_exports(out, sel_path, [examples[i] for i in chosen], [scores[i] for i in chosen],
                             budget.export, method)
 
-    table = io.StringIO()
-    w = csv.writer(table)
-    # ``row``: the example's row in per_subtask_scores.npy (how ``fuse`` aligns methods)
-    w.writerow(["rank", "score", "selected", "id", "file", "line", "task", "best_subtask", "status", "row"])
-    for i in order:
-        ex = examples[i]
-        w.writerow([int(rank[i]), f"{scores[i]:.8g}", int(rank[i] <= k), ex.id, ex.source, ex.line,
-                    _task_of(ex) or "", best_subtask[i] if best_subtask is not None else "", "scored", int(i)])
-    for ex, reason in unscored:
-        w.writerow(["", "", 0, ex.id, ex.source, ex.line, _task_of(ex) or "", "", reason, ""])
-    write_atomic(out / "scores.csv", table.getvalue())
+    with atomic_file(out / "scores.csv") as table:
+        w = csv.writer(table)
+        # ``row``: the example's row in per_subtask_scores.npy (how ``fuse`` aligns methods)
+        w.writerow(["rank", "score", "selected", "id", "file", "line", "task", "best_subtask", "status", "row"])
+        for i in order:
+            ex = examples[i]
+            w.writerow([int(rank[i]), f"{scores[i]:.8g}", int(rank[i] <= k), ex.id, ex.source, ex.line,
+                        _task_of(ex) or "", best_subtask[i] if best_subtask is not None else "", "scored", int(i)])
+        for ex, reason in unscored:
+            w.writerow(["", "", 0, ex.id, ex.source, ex.line, _task_of(ex) or "", "", reason, ""])
 
     sel = [examples[i] for i in chosen]
     by_source = collections.Counter(Path(e.source).name for e in sel)
