@@ -17,12 +17,12 @@ METHODS = ["less", "random", "bm25", "dsir"]
 
 
 def tiny_compare(tmp_path: Path, model_dir, pool_files, target_file, **kw) -> dict:
-    train = dict(epochs=1, per_device_batch_size=4, effective_batch_size=4, lora_r=2, lora_alpha=4,
+    train = dict(epochs=1, max_steps=2, per_device_batch_size=4, effective_batch_size=4, lora_r=2, lora_alpha=4,
                  learning_rate=1e-3, warmup_ratio=0.0, dtype="float32", logging_steps=1)
     cfg = dict(
         model=str(model_dir), data=[str(f) for f in pool_files], task=str(target_file),
         output_dir=str(tmp_path / "cmp"), methods=METHODS, include_full=True, percentage=0.25,
-        max_seq_length=64, train_max_steps=2,
+        max_seq_length=64,
         warmup={"percentage": 0.5, "epochs": 1, "per_device_batch_size": 4,
                 "effective_batch_size": 4, "lora_r": 2, "lora_alpha": 4, "learning_rate": 1e-3,
                 "warmup_ratio": 0.0, "dtype": "float32"},
@@ -43,7 +43,7 @@ def selected_ids(out: Path, report: dict, method: str) -> set[str]:
 
 
 @pytest.mark.slow
-def test_compare_end_to_end(tmp_path, tiny_model_dir, target_file, capsys):
+def test_compare_end_to_end(tmp_path, tiny_model_dir, target_file):
     pool_a = write_jsonl(tmp_path / "a" / "pool_a.jsonl", make_pool_records(24, seed=0))
     recs = make_pool_records(16, seed=5)
     for r in recs:
@@ -66,8 +66,7 @@ def test_compare_end_to_end(tmp_path, tiny_model_dir, target_file, capsys):
         assert f"| {name} |" in md
     for section in ("Share of each pool source", "Share of each pool `task`", "Jaccard"):
         assert section in md
-    assert "| method | n selected | selection s | n trained | train steps | train s |" \
-        in capsys.readouterr().out
+    assert "| method | n selected | selection s | n trained | train steps | train s |" in md
     assert "reused" not in md
 
     # budget: every method selects floor(p * |pool|)
@@ -130,19 +129,47 @@ def test_jaccard_matrix_matches_sets():
 def test_options_are_given_once_and_checked(tmp_path, pool_file):
     base = dict(model="m", data=[str(pool_file)], task="bbh", output_dir=str(tmp_path / "o"))
     from less_select.compare import stage_options
-    cfg = load_compare_config(dict(base, train_epochs=2, train={"lora_r": 4}))
+    cfg = load_compare_config(dict(base, seed=7, max_seq_length=64, train={"lora_r": 4, "epochs": 2}))
     opts = stage_options(cfg)
-    assert opts["train"]["epochs"] == 2 and opts["train"]["lora_r"] == 4 and opts["train"]["seed"] == 42
-    with pytest.raises(UserError, match="give it once"):
-        stage_options(load_compare_config(dict(base, train_epochs=2, train={"epochs": 3})))
+    assert opts["train"] == {"seed": 7, "lora_r": 4, "epochs": 2, "max_seq_length": 64}
+    assert opts["warmup"] == {"seed": 7, "max_seq_length": 64}
+    assert "seed" not in stage_options(load_compare_config(base))["train"]  # unset: the stage's own
+    with pytest.raises(UserError, match="give it once"):  # a compare-wide option and its section
+        stage_options(load_compare_config(dict(base, max_seq_length=64, train={"max_seq_length": 32})))
+    for removed in ("train_epochs", "train_max_steps", "eval_max_new_tokens", "eval_bbh_max_per_task"):
+        with pytest.raises(UserError, match="unknown option"):  # nested fields have one name
+            load_compare_config(dict(base, **{removed: 2}))
     with pytest.raises(UserError, match="unknown method"):
         load_compare_config(dict(base, methods=["less", "bogus"]))
-    with pytest.raises(UserError, match="set by compare itself"):
-        load_compare_config(dict(base, train={"model": "other"}))
     with pytest.raises(UserError, match="required"):
         load_compare_config(dict(base, task=""))
     with pytest.raises(UserError, match="unknown option"):
         load_compare_config(dict(base, nonsense=1))
+
+
+@pytest.mark.parametrize("section,key", [("train", "model"), ("train", "output_dir"),
+                                         ("eval", "task"), ("warmup", "pool_files"),
+                                         ("datastore", "max_examples"), ("select", "top_k")])
+def test_a_field_compare_connects_is_refused_in_its_section_before_any_stage(tmp_path, pool_file,
+                                                                             section, key):
+    cfg = dict(model="m", data=[str(pool_file)], task=str(pool_file), output_dir=str(tmp_path / "o"),
+               methods=["less", "random"], **{section: {key: "x"}})
+    with pytest.raises(UserError, match=rf"{section}\.{key} is set by compare itself"):
+        run_compare(cfg)
+    assert not (tmp_path / "o" / "less_run").exists() and not (tmp_path / "o" / "selections").exists()
+
+
+def test_set_fills_stage_fields_by_their_own_names(tmp_path, pool_file):
+    base = dict(model="m", data=[str(pool_file)], task="bbh", output_dir=str(tmp_path / "o"))
+    cfg = load_compare_config(dict(base, set=["train.epochs=2", "eval.max_new_tokens=20",
+                                              "datastore.dims=[16, 32]"], train={"lora_r": 4}))
+    assert cfg.train == {"lora_r": 4, "epochs": 2} and cfg.eval == {"max_new_tokens": 20}
+    assert cfg.datastore == {"dims": [16, 32]} and cfg.set == []
+    with pytest.raises(UserError, match="given twice"):
+        load_compare_config(dict(base, set=["train.epochs=2"], train={"epochs": 3}))
+    for bad in ("train.epochs", "epochs=2", "baselines.k1=1", "nope.x=1"):
+        with pytest.raises(UserError, match="SECTION.FIELD=VALUE"):
+            load_compare_config(dict(base, set=[bad]))
 
 
 def test_yaml_config_with_command_line_override(tmp_path, pool_file):
@@ -163,9 +190,9 @@ def test_cli_registers_compare():
     add_arguments(p, CompareConfig)
     ns = p.parse_args(["--model", "m", "--data", "a.jsonl", "b.jsonl", "--task", "bbh",
                        "--output-dir", "o", "--methods", "less", "random", "--include-full",
-                       "--train-max-steps", "3", "--eval-tasks", "loss:bbh", "bbh"])
+                       "--set", "train.max_steps=3", "--eval-tasks", "loss:bbh", "bbh"])
     cfg = from_namespace(CompareConfig, ns)
-    assert cfg.data == ["a.jsonl", "b.jsonl"] and cfg.include_full and cfg.train_max_steps == 3
+    assert cfg.data == ["a.jsonl", "b.jsonl"] and cfg.include_full and cfg.set == ["train.max_steps=3"]
     assert cfg.eval_tasks == ["loss:bbh", "bbh"] and cfg.methods == ["less", "random"]
     with pytest.raises(SystemExit):
         p.parse_args(["--warmup", "x"])  # nested sections are YAML/Python only

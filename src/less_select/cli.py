@@ -21,26 +21,34 @@ from .errors import UserError
 def _stage(sub, name: str, help: str, cls_path: str, run_path: str, *, active: str | None) -> None:
     """Register a subcommand whose flags are the fields of a config dataclass (imported only for the
     command being run, so ``--help`` and unrelated commands stay fast)."""
-    import importlib
     if name != active:
         sub.add_parser(name, help=help)
         return
-    mod_name, cls_name = cls_path.rsplit(":", 1)
-    cls = getattr(importlib.import_module(mod_name), cls_name)
+    cls = _load(cls_path)
     p = sub.add_parser(name, help=help, description=help + "\n\n" + (cls.__doc__ or ""),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p, cls)
 
     def handler(ns):
-        run_mod, run_name = run_path.rsplit(":", 1)
-        run = getattr(importlib.import_module(run_mod), run_name)
-        result = run(from_namespace(cls, ns))
-        if isinstance(result, dict):
-            if name not in PRINTS_OWN_TABLE:  # the others print a table and write their report
-                print(json.dumps(result, indent=2, default=str))
+        config = from_namespace(cls, ns)
+        if getattr(config, "threads", 0):  # a command's own thread count (demo) wins over --threads
+            import torch
+            torch.set_num_threads(config.threads)
+        result = _load(run_path)(config)
+        if name in PRINTERS:
+            print(_load(PRINTERS[name])(config, result))
+        elif isinstance(result, dict):
+            print(json.dumps(result, indent=2, default=str))
         elif result is not None:
             print(result)
     p.set_defaults(handler=handler)
+
+
+def _load(path: str):
+    """``module:name`` -> the object (modules are imported only for the command being run)."""
+    import importlib
+    mod_name, attr = path.rsplit(":", 1)
+    return getattr(importlib.import_module(mod_name), attr)
 
 
 # command -> (help, config dataclass, run function): the single table the parser, docs and tests use
@@ -76,12 +84,16 @@ STAGES: dict[str, tuple[str, str, str]] = {
 
 
 def config_class(command: str):
-    import importlib
-    mod_name, cls_name = STAGES[command][1].rsplit(":", 1)
-    return getattr(importlib.import_module(mod_name), cls_name)
+    return _load(STAGES[command][1])
 
 
-PRINTS_OWN_TABLE = {"eval", "demo", "compare"}
+# command -> function(config, result) -> the text the command prints; the others print their result
+# (a dict as JSON). Library code returns results and never prints: printing is the CLI's.
+PRINTERS: dict[str, str] = {
+    "eval": "less_select.evaluation.run:format_result",
+    "compare": "less_select.compare.report:format_summary",
+    "demo": "less_select.demo.run:format_summary",
+}
 
 
 def _threads(text: str) -> int:

@@ -4,16 +4,16 @@
    generated from the seed;
 2. **pretrain**: a tiny Llama + offline BPE tokenizer, briefly pre-trained on the pool *without* the
    skill-relevant families (``demo/pretrain.py``), so it knows the format but cannot add yet;
-3. **compare** (``compare.py``): LESS through the pipeline (LoRA warmup -> gradient datastore ->
+3. **compare** (``less_select.compare``): LESS through the pipeline (LoRA warmup -> gradient datastore ->
    target features -> selection) and the baselines at the same budget, training on each selection and
    on the full pool with the same settings (the same number of optimizer steps), evaluating each
    model (and the untrained one) on the held-out test set: target loss (``loss:test.jsonl``) and
    exact match of greedy answers (``exact_match:test.jsonl``);
 4. **report**: ``<output_dir>/report/`` with ``metrics.png``, ``less_scores.png``,
-   ``family_share.png`` and ``summary.md`` (``demo/report.py``), and the table printed.
+   ``family_share.png`` and ``summary.md`` (``demo/report.py``); the CLI prints the table.
 
 Layout of ``<output_dir>/``: ``data/``, ``model/`` (the pre-trained tiny model), ``compare/`` (every
-stage of the comparison, see ``compare.py``), ``report/``, ``demo.json`` (settings and results).
+stage of the comparison, see ``less_select.compare``), ``report/``, ``demo.json`` (settings and results).
 Rerunning with the same settings reuses finished stages; other settings start the folder over.
 """
 
@@ -69,9 +69,9 @@ class DemoConfig:
                                           "target family)", check=fraction)
     include_full: bool = option(True, help="also train on the whole pool (row 'full', the same "
                                            "number of steps)")
-    threads: int = option(1, help="torch CPU threads, overriding the top-level --threads (0: keep "
-                                  "that or torch's default); 1 measured fastest for this tiny model "
-                                  "on 2 cores", check=non_negative)
+    threads: int = option(1, help="torch CPU threads the command sets, overriding the top-level "
+                                  "--threads (0: keep that or torch's default); 1 measured fastest "
+                                  "for this tiny model on 2 cores", check=non_negative)
     pretrain_epochs: float | None = option(None, help="pretraining passes over the pool without "
                                                       "the relevant families (default: 3; quick: 4)",
                                            check=positive)
@@ -198,7 +198,6 @@ def compare_config(s: dict, data, model_dir: Path, out: Path) -> dict:
         "percentage": s["percentage"], "include_full": s["include_full"], "include_base": True,
         "seed": s["seed"], "max_seq_length": 128, "target_max_seq_length": 128,
         "eval_tasks": [f"loss:{data.test}", f"exact_match:{data.test}"],
-        "eval_max_new_tokens": s["eval_max_new_tokens"],
         "warmup": {"percentage": s["warmup_percentage"], "epochs": s["warmup_epochs"],
                    "learning_rate": s["warmup_learning_rate"], "warmup_ratio": 0.0,
                    "per_device_batch_size": 8,
@@ -211,7 +210,7 @@ def compare_config(s: dict, data, model_dir: Path, out: Path) -> dict:
                   "lr_scheduler": "linear", "per_device_batch_size": s["train_batch_size"],
                   "effective_batch_size": s["train_batch_size"], "dtype": "float32",
                   "logging_steps": 25, **lora},
-        "eval": {"dtype": "float32", "batch_size": 100},
+        "eval": {"dtype": "float32", "batch_size": 100, "max_new_tokens": s["eval_max_new_tokens"]},
     }
 
 
@@ -270,19 +269,18 @@ def _load() -> str:
 
 
 def run_demo(config: DemoConfig) -> dict:
-    """Data -> pretrain -> compare (LESS + baselines + full, train, evaluate) -> report; prints the
-    table and returns ``{"rows", "report_dir", "seconds", ...}`` (also ``<output_dir>/demo.json``)."""
+    """Data -> pretrain -> compare (LESS + baselines + full, train, evaluate) -> report; returns
+    ``{"rows", "report_dir", "summary", "seconds", ...}`` (also ``<output_dir>/demo.json``); the CLI
+    prints it (:func:`format_summary`) and applies ``threads``."""
     import torch
 
     validate(config)
 
     from ..compare import run_compare
-    from .report import format_table, write_report
+    from .report import write_report
     from .tasks import make_demo_data
 
     s = resolved(config)
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
     out = Path(config.output_dir)
     settings = {k: v for k, v in s.items() if k not in ("output_dir", "overwrite", "threads")}
     _prepare_output(out, settings, config.overwrite)
@@ -317,7 +315,6 @@ def run_demo(config: DemoConfig) -> dict:
             notes=_notes(s, data, pre, report, phases, load_before))
 
     rows, family_counts, paths = phases.run("report", make_report)
-    table = format_table(rows)
     load_after = _load()
     result = {"rows": rows, "report_dir": str(out / "report"),
               "summary": str(paths["summary"]), "seconds": phases.total,
@@ -326,13 +323,19 @@ def run_demo(config: DemoConfig) -> dict:
               "family_counts": family_counts}
     (out / SETTINGS_FILE).write_text(json.dumps({"settings": settings, "result": result},
                                                 indent=2, default=str))
-    print()
-    print(table)
-    print(f"\ndemo finished in {phases.total:.0f}s ({torch.get_num_threads()} torch thread(s); "
-          f"{load_after}); report: {paths['summary']}")
-    return {"report_dir": str(out / "report"), "seconds": round(phases.total, 1),
+    return {"report_dir": str(out / "report"), "summary": str(paths["summary"]),
+            "seconds": round(phases.total, 1), "threads": torch.get_num_threads(),
+            "load_after": load_after,
             "rows": [{k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
                       for k, v in r.items()} for r in rows]}
+
+
+def format_summary(config: DemoConfig, result: dict) -> str:
+    """What ``less-select demo`` prints: the table of methods and where the report is."""
+    from .report import format_table
+    return (f"\n{format_table(result['rows'])}\n\ndemo finished in {result['seconds']:.0f}s "
+            f"({result['threads']} torch thread(s); {result['load_after']}); report: "
+            f"{result['summary']}")
 
 
 def _notes(s: dict, data, pre: dict, report: dict, phases: _Phases, load: str) -> list[str]:

@@ -1,0 +1,166 @@
+"""The selection methods of a comparison, behind one interface, and their registry.
+
+A :class:`Method` turns the (capped) pool into a selection folder in the shared format
+(``selection.write_selection``: ``top_*.jsonl``, ``scores.csv``, ``selection.json``) and reports what
+that cost. Training and evaluation are the same for every method (``run.py``). To add a method,
+subclass :class:`Method` and add it to :func:`registry` (its name becomes a valid ``methods`` entry).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..configs import from_dict
+from ..errors import UserError
+from .config import BASE_ROW, FULL_ROW, CompareConfig, wire
+from .costs import Costs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """What every method sees: the config, every stage's options, the pool files and the folders."""
+
+    config: CompareConfig
+    options: dict[str, dict]
+    pool: list[str]
+    out: Path
+    costs: Costs
+
+
+class Method:
+    """One selection method: ``select`` writes ``folder(ctx, name)`` and returns its report (the
+    selection's ``selection.json``) with ``cost`` (``seconds``, ``reused``) added."""
+
+    def folder(self, ctx: Context, name: str) -> Path:
+        return ctx.out / "selections" / name
+
+    def check(self, ctx: Context, name: str) -> None:
+        """Build the method's stage configs before anything runs (a bad option fails at once)."""
+
+    def select(self, ctx: Context, name: str) -> dict:
+        raise NotImplementedError
+
+
+class LessMethod(Method):
+    """LESS through the pipeline (one run folder per preset), stage by stage so each stage's seconds
+    are known: warmup, datastore, targets, select (the select stage scores with ``LessSelector``)."""
+
+    STAGES = ("warmup", "datastore", "targets", "select")
+
+    def __init__(self, preset: str | None):
+        self.preset = preset
+
+    def run_dir(self, ctx: Context, name: str) -> Path:
+        return ctx.out / f"{name}_run"
+
+    def folder(self, ctx: Context, name: str) -> Path:
+        from ..data.targets import task_name
+        return self.run_dir(ctx, name) / "selected" / task_name(ctx.config.task)
+
+    def pipeline_config(self, ctx: Context, name: str) -> dict:
+        """The pipeline config of this run: compare's options plus the paths the pipeline connects."""
+        from ..data.targets import task_name
+        c, o, run = ctx.config, ctx.options, self.run_dir(ctx, name)
+        target = task_name(c.task)
+        return {
+            "run_dir": str(run), "model": c.model, "data": ctx.pool, "data_dir": c.data_dir,
+            "preset": self.preset,
+            "warmup": wire("warmup", o["warmup"], {"model": c.model, "pool_files": ctx.pool,
+                                                   "output_dir": str(run / "warmup")}),
+            "datastore": wire("datastore", o["datastore"], {
+                "model": c.model, "data": ctx.pool, "checkpoints": [str(run / "warmup")],
+                "output_dir": str(run / "datastore"), "max_examples": 0}),
+            "targets": [wire("targets", o["targets"], {
+                "task": c.task, "data_dir": c.data_dir, "datastore": str(run / "datastore"),
+                "output_dir": str(run / "targets" / target)})],
+            "select": wire("select", o["select"], {
+                "percentage": c.percentage, "top_k": c.top_k, "datastore": str(run / "datastore"),
+                "targets": str(run / "targets" / target), "output_dir": str(self.folder(ctx, name))}),
+        }
+
+    def check(self, ctx: Context, name: str) -> None:
+        self.pipeline_config(ctx, name)
+
+    def select(self, ctx: Context, name: str) -> dict:
+        from ..data.targets import task_name
+        from ..pipeline import run_pipeline
+        pcfg = self.pipeline_config(ctx, name)
+        run = self.run_dir(ctx, name)
+        target = task_name(ctx.config.task)
+        markers = {"warmup": run / "warmup", "datastore": run / "datastore",
+                   "targets": run / "targets" / target, "select": self.folder(ctx, name)}
+        breakdown, reused, result = {}, {}, {}
+        for stage, folder in markers.items():
+            log.info("compare: %s %s", name, stage)
+            result, secs, was_reused = ctx.costs.timed(
+                f"{name}/{stage}", folder / "stage.json",
+                lambda s=stage: run_pipeline(pcfg, where="compare", only=[s]))
+            breakdown[stage], reused[stage] = secs, was_reused
+        report = result[f"select/{target}"]
+        report["cost"] = {"seconds": sum(breakdown.values()), "breakdown": breakdown,
+                          "reused": reused}
+        return report
+
+
+class BaselineMethod(Method):
+    """A baseline (``baselines/``) through the ``baseline`` stage, into ``selections/<name>/``."""
+
+    def stage_config(self, ctx: Context, name: str):
+        from ..baselines.stage import BaselineConfig
+        c = ctx.config
+        seed = {} if c.seed is None else {"seed": c.seed}
+        # leave out the examples training drops: the training truncation (else the stage default)
+        msl = {k: v for k, v in ctx.options["train"].items() if k == "max_seq_length"}
+        return from_dict(BaselineConfig, {
+            "method": name, "data": ctx.pool, "task": c.task, "data_dir": c.data_dir,
+            "output_dir": str(self.folder(ctx, name)), **seed,
+            "model": c.model if name in ("rds", "rds_plus") else "", "lenient": c.lenient,
+            "tokenizer": c.train_model or c.model,
+            **msl,
+            "percentage": c.percentage, "top_k": c.top_k,
+            "options": dict(c.baselines.get(name) or {})}, where=f"compare: baselines.{name}")
+
+    def check(self, ctx: Context, name: str) -> None:
+        self.stage_config(ctx, name)
+
+    def select(self, ctx: Context, name: str) -> dict:
+        from ..baselines.stage import run_baseline
+        b_cfg = self.stage_config(ctx, name)
+        log.info("compare: baseline %s", name)
+        report, secs, was_reused = ctx.costs.timed(f"select/{name}", self.folder(ctx, name) /
+                                                   "stage.json", lambda: run_baseline(b_cfg))
+        report["cost"] = {"seconds": secs, "score_seconds": report.get("seconds"),
+                          "reused": was_reused}
+        return report
+
+
+@functools.cache
+def registry() -> dict[str, Method]:
+    """Method name -> method: the LESS presets and every baseline (imported on first use)."""
+    from ..baselines import BASELINES
+    methods: dict[str, Method] = {"less": LessMethod(None), "less_robust": LessMethod("robust")}
+    methods.update({name: BaselineMethod() for name in sorted(BASELINES)})
+    return methods
+
+
+def check_methods(config: CompareConfig) -> None:
+    """Known, distinct method names; per-method baseline options only for chosen methods."""
+    valid = list(registry())
+    if not config.methods:
+        raise UserError("compare: choose at least one method")
+    for m in config.methods:
+        if m in (BASE_ROW, FULL_ROW):
+            raise UserError(f"compare: {m!r} is a reserved row name")
+        if m not in valid:
+            raise UserError(f"compare: unknown method {m!r}; valid methods are {', '.join(valid)}")
+    if len(set(config.methods)) != len(config.methods):
+        raise UserError(f"compare: methods repeat: {config.methods}")
+    unknown = sorted(set(config.baselines) - set(config.methods))
+    if unknown:
+        raise UserError(f"compare: baselines.{unknown[0]} is not one of the chosen methods "
+                        f"{', '.join(config.methods)}")
