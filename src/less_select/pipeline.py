@@ -11,6 +11,8 @@ paths that connect the stages::
     <run_dir>/train/<task>               <run_dir>/eval/<task>
     <run_dir>/dynamic_train/<task>       (a ``dynamic_train`` section: dynamic LESS, no datastore;
                                           ``--only dynamic_train`` runs it without the other stages)
+    <run_dir>/predict/<task>/selection   (a ``predict`` section: influence prediction over the
+                                          warmup checkpoints; ``--only warmup predict``)
 
 Each stage skips itself when its output exists with the same settings and refuses (naming the
 setting) when it exists with other ones; ``--overwrite`` in a section reruns it.
@@ -31,7 +33,7 @@ from .presets import PresetName, preset_section
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("warmup", "datastore", "targets", "select", "train", "eval", "dynamic_train")
+SECTIONS = ("warmup", "datastore", "targets", "select", "train", "eval", "dynamic_train", "predict")
 
 
 @dataclass
@@ -57,6 +59,10 @@ class PipelineConfig:
     dynamic_train: Optional[dict[str, Any]] = option(None, cli=False, help=(
         "DynamicTrainConfig options (task: the section's, else the only target's); trains on the "
         "pool with dynamic LESS into <run_dir>/dynamic_train/<task>; without it nothing runs"))
+    predict: Optional[dict[str, Any]] = option(None, cli=False, help=(
+        "PredictConfig options (task: the section's, else the only target's); the datastore "
+        "section's options and the select section's budget and subtask_rule apply unless set here; "
+        "selects into <run_dir>/predict/<task>/selection; without it nothing runs"))
 
 
 @dataclass
@@ -98,17 +104,41 @@ def pipeline_config(cfg: PipelineConfig | dict[str, Any], where: str) -> Pipelin
             raise UserError(f"{where}: targets[{i}] must be a mapping with a 'task'")
     if config.dynamic_train is not None:
         _dynamic_config(config, where)   # checked before any stage runs, like every section
+    if config.predict is not None:
+        _predict_config(config, where)
     return config
+
+
+def _section_with_task(cfg: PipelineConfig, name: str, where: str) -> dict:
+    """A section of a stage that takes one target ``task``: its own, else the only target's."""
+    sec = _section(cfg, name, where)
+    if "task" not in sec:
+        if len(cfg.targets) != 1:
+            raise UserError(f"{where}: {name} needs a 'task' (or exactly one entry in targets)")
+        sec["task"] = str(cfg.targets[0]["task"])
+    return sec
+
+
+def _predict_config(cfg: PipelineConfig, where: str):
+    """The ``predict`` section as a PredictConfig over the pipeline's model, pool and warmup."""
+    import dataclasses
+    from .predict import PredictConfig
+    sec = _section_with_task(cfg, "predict", where)
+    fields = {f.name for f in dataclasses.fields(PredictConfig)} - {"output_dir", "overwrite"}
+    inherited = {k: v for k, v in _section(cfg, "datastore", where).items() if k in fields}
+    inherited.update({k: v for k, v in _section(cfg, "select", where).items()
+                      if k in ("percentage", "top_k", "subtask_rule")})
+    run = Path(cfg.run_dir)
+    return from_dict(PredictConfig, {
+        "model": cfg.model, "data": cfg.data, "data_dir": cfg.data_dir, "checkpoints": [str(run / "warmup")],
+        **inherited, "output_dir": str(run / "predict" / task_name(str(sec["task"]))), **sec},
+        where=f"{where}: predict")
 
 
 def _dynamic_config(cfg: PipelineConfig, where: str):
     """The ``dynamic_train`` section as a DynamicTrainConfig over the pipeline's model and pool."""
     from .dynamic.stage import DynamicTrainConfig
-    sec = _section(cfg, "dynamic_train", where)
-    if "task" not in sec:
-        if len(cfg.targets) != 1:
-            raise UserError(f"{where}: dynamic_train needs a 'task' (or exactly one entry in targets)")
-        sec["task"] = str(cfg.targets[0]["task"])
+    sec = _section_with_task(cfg, "dynamic_train", where)
     return from_dict(DynamicTrainConfig, {
         "model": cfg.model, "pool_files": cfg.data, "data_dir": cfg.data_dir,
         "output_dir": str(Path(cfg.run_dir) / "dynamic_train" / task_name(str(sec["task"]))), **sec},
@@ -205,6 +235,11 @@ def run_pipeline(cfg: PipelineConfig | dict[str, Any], *, where: str = "config",
         from .dynamic.stage import run_dynamic_train
         d_cfg = _dynamic_config(cfg, where)
         results[f"dynamic_train/{task_name(d_cfg.task)}"] = str(run_dynamic_train(d_cfg))
+    if cfg.predict is not None and "predict" in wanted:
+        from .predict import run_predict
+        p_cfg = _predict_config(cfg, where)
+        run_predict(p_cfg)
+        results[f"predict/{task_name(p_cfg.task)}"] = str(Path(p_cfg.output_dir) / "selection")
     return results
 
 
