@@ -228,3 +228,21 @@ def test_compare_runs_the_robust_preset_as_its_own_less_method(tmp_path, tiny_mo
     with pytest.raises(UserError, match="contradicts preset 'robust'"):
         tiny_compare(tmp_path / "x", tiny_model_dir, [pool], target_file, methods=["less_robust"],
                      datastore={"dims": [16], "loss_tokens": "completion"})
+
+
+@pytest.mark.slow
+def test_predict_is_one_more_method_with_its_own_warmup_and_cost(tmp_path, tiny_model_dir, target_file):
+    pool = write_jsonl(tmp_path / "pool.jsonl", make_pool_records(40, seed=0))
+    predict = {"mode": "predicted", "sample_fraction": 0.75, "min_sample": 10, "folds": 3,
+               "pca_dims": 2, "forward_features": False}
+    report = tiny_compare(tmp_path, tiny_model_dir, [pool], target_file, methods=["random", "predict"],
+                          include_full=False, include_base=False, baselines={"predict": predict})
+    rows = {r["method"]: r for r in report["rows"]}
+    assert list(rows) == ["random", "predict"] and rows["predict"]["n_selected"] == 10
+    cost = report["selection_costs"]["predict"]
+    assert set(cost["breakdown"]) == {"warmup", "predict"}
+    assert cost["seconds"] == pytest.approx(sum(cost["breakdown"].values()))
+    sel = json.loads((Path(report["selections"]["predict"]["dir"]) / "selection.json").read_text())
+    assert sel["method"] == "predict:predicted" and sel["prediction"]["n_real_scored"] == 30
+    assert len(selected_ids(tmp_path / "cmp", report, "predict")) == 10
+    assert (tmp_path / "cmp" / "predict_run" / "warmup").is_dir()

@@ -44,7 +44,8 @@ class CompareConfig(BudgetConfig):
     output_dir: str = option("", help="comparison folder (see less_select.compare for its layout)")
     methods: list[str] = option(factory=lambda: list(DEFAULT_METHODS),
                                 help="selection methods: less, less_robust (the robust preset, "
-                                     "presets.py) and any of random, bm25, dsir, rds, rds_plus")
+                                     "presets.py), predict (influence prediction) and any of random, "
+                                     "bm25, dsir, rds, rds_plus")
     include_full: bool = option(False, help="also train on the whole pool (row 'full')")
     include_base: bool = option(True, help="also evaluate the untrained train_model (row 'base')")
     max_examples: int = shared("max_examples")  # capped once, in <output_dir>/pool/, for every method
@@ -68,8 +69,10 @@ class CompareConfig(BudgetConfig):
     train: dict[str, Any] = option(factory=dict, cli=False, help="FinetuneConfig options, the same "
                                                                  "for every method (YAML/Python)")
     eval: dict[str, Any] = option(factory=dict, cli=False, help="EvalConfig options (YAML/Python)")
-    baselines: dict[str, Any] = option(factory=dict, cli=False, help="per-method baseline options, "
-                                                                     "e.g. {bm25: {k1: 1.2}}")
+    baselines: dict[str, Any] = option(factory=dict, cli=False, help="per-method options of the "
+                                                                     "baselines and predict, e.g. "
+                                                                     "{bm25: {k1: 1.2}, predict: "
+                                                                     "{mode: predicted}}")
 
 
 def load_compare_config(config: CompareConfig | dict) -> CompareConfig:

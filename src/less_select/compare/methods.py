@@ -139,11 +139,62 @@ class BaselineMethod(Method):
         return report
 
 
+class PredictMethod(LessMethod):
+    """Influence prediction (``predict/``): the LESS warmup through the pipeline into
+    ``predict_run/``, then the ``predict`` stage (real LESS scores for a sample, a predictor for the
+    rest; ``baselines.predict`` holds its options, e.g. ``{mode: predicted, sample_fraction: 0.2}``)
+    with the datastore section's feature options. Its cost is warmup + predict."""
+
+    def __init__(self):
+        super().__init__(None)
+
+    def folder(self, ctx: Context, name: str) -> Path:
+        return self.run_dir(ctx, name) / "predict" / "selection"
+
+    def stage_config(self, ctx: Context, name: str):
+        import dataclasses
+
+        from ..predict.stage import PredictConfig
+        c, run = ctx.config, self.run_dir(ctx, name)
+        fields = {f.name for f in dataclasses.fields(PredictConfig)}
+        features = {k: v for k, v in ctx.options["datastore"].items() if k in fields}
+        seed = {} if c.seed is None else {"seed": c.seed}
+        target_msl = ctx.options["targets"].get("max_seq_length")
+        return from_dict(PredictConfig, {
+            **features, **seed, **({"targets_max_seq_length": target_msl} if target_msl else {}),
+            **wire(f"baselines.{name}", dict(c.baselines.get(name) or {}), {
+                "model": c.model, "checkpoints": [str(run / "warmup")], "data": ctx.pool,
+                "task": c.task, "data_dir": c.data_dir, "output_dir": str(run / "predict"),
+                "percentage": c.percentage, "top_k": c.top_k})}, where=f"compare: {name}")
+
+    def check(self, ctx: Context, name: str) -> None:
+        self.pipeline_config(ctx, name)
+        self.stage_config(ctx, name)
+
+    def select(self, ctx: Context, name: str) -> dict:
+        from ..pipeline import run_pipeline
+        from ..predict.stage import run_predict
+        pcfg, p_cfg = self.pipeline_config(ctx, name), self.stage_config(ctx, name)
+        run = self.run_dir(ctx, name)
+        log.info("compare: %s warmup", name)
+        _, warm_s, warm_reused = ctx.costs.timed(f"{name}/warmup", run / "warmup" / "stage.json",
+                                                 lambda: run_pipeline(pcfg, where="compare",
+                                                                      only=["warmup"]))
+        log.info("compare: %s predict", name)
+        report, secs, reused = ctx.costs.timed(f"{name}/predict", self.folder(ctx, name) /
+                                               "stage.json", lambda: run_predict(p_cfg))
+        report["cost"] = {"seconds": warm_s + secs, "breakdown": {"warmup": warm_s, "predict": secs},
+                          "reused": {"warmup": warm_reused, "predict": reused}}
+        return report
+
+
 @functools.cache
 def registry() -> dict[str, Method]:
-    """Method name -> method: the LESS presets and every baseline (imported on first use)."""
+    """Method name -> method: the LESS presets, influence prediction and every baseline (imported
+    on first use). A new method is one more entry."""
     from ..baselines import BASELINES
-    methods: dict[str, Method] = {"less": LessMethod(None), "less_robust": LessMethod("robust")}
+    methods: dict[str, Method] = {"less": LessMethod(None), "less_robust": LessMethod("robust"),
+                                  "predict": PredictMethod()}
     methods.update({name: BaselineMethod() for name in sorted(BASELINES)})
     return methods
 
