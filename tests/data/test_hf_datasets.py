@@ -147,3 +147,40 @@ def test_baseline_scores_record_dataset_and_row(tmp_path):
     assert sorted(int(r["line"]) for r in rows) == list(range(1, 11))
     by_id = {r["id"]: int(r["line"]) for r in rows}
     assert by_id["toy_7"] == 8  # row 7 of the split
+
+
+def test_datastore_and_select_record_dataset_and_row(tmp_path, tiny_model_dir, target_file):
+    """A datasets folder through datastore -> index.jsonl -> select -> scores.csv and the selection
+    JSONL, and the store notices when the dataset changes."""
+    from less_select.datastore.build import TargetsConfig, run_datastore, run_targets
+    from less_select.select_stage import SelectConfig, run_select
+
+    from ..datastore.test_build import ds_config, make_checkpoints
+    make_checkpoints(tiny_model_dir, tmp_path / "warmup", n=1)
+    records = make_pool_records(8)
+    folder = save(records, tmp_path / "pool_ds", split="train")
+    store = run_datastore(ds_config(tmp_path, tiny_model_dir, f"{folder}@train", projector="sparse",
+                                    dims=[16], dtype="float32"))
+    index = [json.loads(x) for x in (store / "index.jsonl").read_text().splitlines()]
+    assert {r["file"] for r in index} == {f"{folder}@train"}
+    assert sorted(r["line"] for r in index) == list(range(1, 9))
+    targets = run_targets(TargetsConfig(task=str(target_file), datastore=str(store),
+                                        output_dir=str(tmp_path / "targets")))
+    report = run_select(SelectConfig(datastore=str(store), targets=str(targets),
+                                     output_dir=str(tmp_path / "sel"), top_k=3))
+    with open(tmp_path / "sel" / "scores.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["file"] for r in rows} == {f"{folder}@train"}
+    for r in rows:  # each row names the dataset row it scored
+        assert records[int(r["line"]) - 1]["id"] == r["id"]
+    selected = [json.loads(x) for x in (tmp_path / "sel" / "top_k3.jsonl").read_text().splitlines()]
+    assert selected == [records[int(r["line"]) - 1] for r in rows[:3]] and report["n_selected"] == 3
+    changed = [dict(r) for r in records]
+    changed[0]["messages"] = [{"role": "user", "content": "new"}, {"role": "assistant", "content": "x"}]
+    save(changed, tmp_path / "pool_ds2", split="train")
+    import shutil
+    shutil.rmtree(folder)
+    (tmp_path / "pool_ds2").rename(folder)
+    with pytest.raises(UserError, match="changed since .* was built; rebuild the datastore"):
+        run_select(SelectConfig(datastore=str(store), targets=str(targets),
+                                output_dir=str(tmp_path / "sel2"), top_k=3))
