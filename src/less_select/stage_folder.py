@@ -150,20 +150,28 @@ def _replace_dir(part: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write a file via a temporary sibling and rename, so no partial file is ever visible; the
-    sibling's name is unique (two writers never share it) and it is removed if the write fails."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path, binary: bool = False):
+    """A file written through a temporary sibling and renamed when the block completes, so no
+    partial file is ever visible; the sibling's name is unique (two writers never share it) and it
+    is removed if the block fails. Text mode is UTF-8 without newline translation."""
     import tempfile
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as fh:
+            yield fh
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write a whole file atomically (:func:`atomic_file`)."""
+    with atomic_file(path, binary=isinstance(data, bytes)) as fh:
+        fh.write(data)
 
 
 def finish_stage(part: Path, out: Path, name: str, settings: dict[str, Any],

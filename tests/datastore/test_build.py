@@ -161,6 +161,7 @@ def test_resume_after_interruption(setup, monkeypatch):
     np.testing.assert_array_equal(Datastore(tmp / "r").load("checkpoint-10", 8), full.load("checkpoint-10", 8))
 
 
+@pytest.mark.slow  # two torchrun ranks plus a single-process build: ~20 s
 def test_torchrun_two_processes_equal_one(setup):
     """Two ranks under torchrun (CPU) build one store, identical to a single-process build."""
     import subprocess

@@ -14,9 +14,15 @@ import torch
 
 from ..errors import UserError
 from ..progress import Progress
-from .loss import model_device
 
 log = logging.getLogger(__name__)
+
+
+def model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # pragma: no cover - a model without parameters
+        return torch.device("cpu")
 
 
 def pad_id(tokenizer) -> int:

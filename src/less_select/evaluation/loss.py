@@ -21,15 +21,9 @@ from ..data.encode import Template, encode_all, split_by_completion
 from ..data.example import Example
 from ..errors import UserError
 from ..progress import Progress
+from .common import model_device, pad_id
 
 log = logging.getLogger(__name__)
-
-
-def model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:  # pragma: no cover - a model without parameters
-        return torch.device("cpu")
 
 
 @torch.no_grad()
@@ -42,9 +36,7 @@ def example_losses(model, tokenizer, examples: Sequence[Example],
     if not examples:
         raise UserError("target loss: no examples to evaluate")
     encoded, report = encode_all(examples, tokenizer, max_seq_length, template)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad is None:
-        raise UserError("the tokenizer has neither a pad nor an EOS token; set one before evaluating")
+    pad = pad_id(tokenizer)
     losses: list[float | None] = [None] * len(examples)
     keep, _ = split_by_completion(encoded)
     lengths = [len(encoded[i].input_ids) for i in keep]
