@@ -39,21 +39,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, Workload, loadavg, machine_info, pool_examples, print_table, setup_model, \
-    write_result  # noqa: E402
+from common import RESULTS, SIZES, Workload, loadavg, machine_info, pool_examples, print_table, \
+    setup_model, size_dir, write_result  # noqa: E402
 
 BERGSON_VERSION = "2.5.1"
 TORCH_PIN = "2.13.0"
 VENV = Path(__file__).resolve().parent / ".venv-bergson"
-SIZES = {
-    # ~5.3M parameters, LoRA r 8 on the attention projections (P = 65,536)
-    "5m": Workload(hidden=256, layers=4, heads=4, intermediate=688, vocab=4096, lora_r=8,
-                   lora_targets="q_proj,k_proj,v_proj,o_proj"),
-    # the 33.7M workload of bench_datastore.py, LoRA r 32 on every linear layer (P = 2,498,560)
-    "30m": Workload(),
-    "quick": Workload(hidden=64, layers=2, heads=4, intermediate=128, vocab=512, lora_r=4, seq_len=128,
-                      warmup_steps=3, warmup_batch=4),
-}
 
 
 # --------------------------------------------------------------------------- the bergson environment
@@ -111,9 +102,8 @@ def bergson_checkpoint(model_dir: Path, ckpt: Path, out: Path) -> Path:
     from peft import PeftModel, get_peft_model_state_dict
     from less_select.modeling import load_model
     from less_select.training.checkpoints import canonical_param_name, load_checkpoint
-    if (out / "optimizer.pt").is_file():
-        return out
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # rebuilt every time: cheap, never stale
+    out.mkdir(parents=True)
     shutil.copy(ckpt / "adapter_model.safetensors", out)
     cfg = json.loads((ckpt / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = str(model_dir)
@@ -254,7 +244,7 @@ def main(argv=None) -> int:
     print(f"machine: {info['platform']}, {info['cpus']} CPUs, load {info['loadavg_at_start']}; "
           f"bergson venv: {versions}", flush=True)
     t0 = time.perf_counter()
-    results = [bench_size(s, SIZES[s], args, Path(args.workdir) / f"bergson_{s}") for s in sizes]
+    results = [bench_size(s, SIZES[s], args, size_dir(Path(args.workdir), s)) for s in sizes]
     rows = []
     for r in results:
         s = r["summary"]

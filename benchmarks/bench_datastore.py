@@ -25,19 +25,19 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (POOL_FILE, RESULTS, Workload, loadavg, machine_info, peak_rss_mb,  # noqa: E402
-                    pool_examples, print_table, setup_model, write_result)
+from common import (POOL_FILE, RESULTS, SIZES, Workload, loadavg, machine_info, peak_rss_mb,  # noqa: E402
+                    pool_examples, print_table, setup_model, size_dir, write_result)
 
 SECTIONS = ("throughput", "fidelity", "scoring", "scaling")
 
 
 def sizes(quick: bool) -> dict:
     if quick:
-        return dict(tp_examples=12, orig_examples=3, orig_rows=64, dim=64, fid_pool=24,
+        return dict(tp_examples=12, tp_repeats=2, orig_examples=3, orig_rows=64, dim=64, fid_pool=24,
                     fid_dims=[16, 64], rad_dims=[16], sparse_seeds=2, score_rows=20_000, score_dim=256,
                     score_chunk=4096, scale_sizes=[6, 12], targets_per_task=3, target_tasks=4)
     # sized for ~20 minutes on 2 shared cores (about 1 example/s under the load we had)
-    return dict(tp_examples=24, orig_examples=4, orig_rows=512, dim=8192, fid_pool=200,
+    return dict(tp_examples=64, tp_repeats=3, orig_examples=4, orig_rows=512, dim=8192, fid_pool=200,
                 fid_dims=[1024, 4096, 8192, 32768], rad_dims=[1024], sparse_seeds=5,
                 score_rows=1_000_000, score_dim=8192, score_chunk=4096, scale_sizes=[16, 32, 48, 64],
                 targets_per_task=2, target_tasks=27)
@@ -47,7 +47,7 @@ def sizes(quick: bool) -> dict:
 
 def _encoded_pool(tok, n: int, seq_len: int, offset: int = 0):
     from less_select.data.encode import encode_all
-    enc, _ = encode_all(pool_examples(n + n // 4 + 8, offset), tok, seq_len)
+    enc, _ = encode_all(pool_examples(4 * n + 32, offset), tok, seq_len)  # many CoT prompts fill 128 tokens
     enc = [e for e in enc if e.n_completion_tokens > 0][:n]
     assert len(enc) == n, "pool too small after dropping examples without completion tokens"
     return enc
@@ -71,13 +71,13 @@ def _timed(fn) -> float:
 
 def plain_forward_backward(model, enc, pad_id: int, max_tokens: int, max_batch: int) -> None:
     """The ceiling: ordinary batched LoRA forward+backward (HF batch-mean loss, LoRA .grad filled),
-    same token-budget batches as the datastore, no per-example gradients, no projection."""
-    from less_select.data.batching import collate, token_budget_batches
+    same batches as the datastore, no per-example gradients, no projection."""
+    from less_select.data.batching import collate, padding_aware_batches
     lora = [p for n, p in model.named_parameters() if "lora_" in n]
     for p in lora:
         p.requires_grad_(True)
     model.eval()  # dropout off, as in the datastore
-    for idx in token_budget_batches([len(e.input_ids) for e in enc], max_tokens, max_batch):
+    for idx in padding_aware_batches([len(e.input_ids) for e in enc], max_tokens, max_batch):
         batch = collate([enc[i] for i in idx], pad_id)
         model(**batch, use_cache=False).loss.backward()
         for p in lora:
@@ -144,54 +144,83 @@ def original_dense_projection(grads: torch.Tensor, dim: int, rows: int, block: i
     return (time.perf_counter() - t0) * dim / rows
 
 
-def section_throughput(args, sz, wl, model_dir, ckpt_dir) -> dict:
+def padding_stats(enc, max_tokens: int, max_batch: int) -> dict:
+    """Tokens computed (batch size x longest, summed over batches) against real tokens, for the
+    datastore's padding-aware batches and for greedy filling of the token budget."""
+    from less_select.data.batching import padding_aware_batches, token_budget_batches
+    lengths = [len(e.input_ids) for e in enc]
+    real = sum(lengths)
+    out = {"real_tokens": real}
+    for name, fn in (("padding_aware", padding_aware_batches), ("greedy", token_budget_batches)):
+        plan = fn(lengths, max_tokens, max_batch)
+        padded = sum(len(b) * max(lengths[i] for i in b) for b in plan)
+        out[name] = {"batches": len(plan), "computed_tokens": padded, "padding_over_real": padded / real - 1}
+    return out
+
+
+def throughput_one(name: str, wl: Workload, model_dir, ckpt_dir, args, sz) -> dict:
+    """One model size: plain fwd+bwd (A) and the datastore loop (B) on the same batches, A B A B."""
     from less_select.training.checkpoints import load_checkpoint
     tok, model = _load(model_dir, ckpt_dir)
     ckpt = load_checkpoint(ckpt_dir)
+    n_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
     enc = _encoded_pool(tok, sz["tp_examples"], wl.seq_len)
-    orig_enc = enc[:sz["orig_examples"]]
     n_tok = sum(len(e.input_ids) for e in enc)
-    n_tok_orig = sum(len(e.input_ids) for e in orig_enc)
     mt, mb = args.max_tokens_per_batch, args.max_batch_size
-    rows = []
-    # warm up allocator/kernels once (not timed)
-    datastore_loop(model, enc[:4], ckpt, tok.pad_token_id, sz["dim"], mt, mb)
-    for threads in args.thread_counts:
-        torch.set_num_threads(threads)
-        la0 = loadavg()
-        t_plain = _timed(lambda: plain_forward_backward(model, enc, tok.pad_token_id, mt, mb))
-        t_store = _timed(lambda: datastore_loop(model, enc, ckpt, tok.pad_token_id, sz["dim"], mt, mb))
-        t_og = {}
-        t_og["grad"] = _timed(lambda: t_og.__setitem__("g", original_gradients(model, orig_enc, ckpt)))
-        t_og["proj"] = original_dense_projection(t_og.pop("g"), sz["dim"], sz["orig_rows"])
-        t_orig = t_og["grad"] + t_og["proj"]
-        per_ex_orig = t_orig / len(orig_enc)
-        row = {"threads": threads, "loadavg": [la0, loadavg()],
-               "plain_fwd_bwd": {"examples_per_s": len(enc) / t_plain, "tokens_per_s": n_tok / t_plain,
-                                 "seconds": t_plain, "examples": len(enc)},
-               "datastore": {"examples_per_s": len(enc) / t_store, "tokens_per_s": n_tok / t_store,
-                             "seconds": t_store, "examples": len(enc)},
-               "original": {"examples_per_s": 1 / per_ex_orig,
-                            "tokens_per_s": n_tok_orig / t_orig, "examples": len(orig_enc),
-                            "grad_loop_examples_per_s": len(orig_enc) / t_og["grad"],
-                            "dense_projection_examples_per_s": len(orig_enc) / t_og["proj"],
-                            "dense_projection_rows_measured": sz["orig_rows"]}}
-        row["datastore_vs_plain"] = t_plain / t_store
-        row["datastore_vs_original"] = row["datastore"]["examples_per_s"] / row["original"]["examples_per_s"]
-        rows.append(row)
-        print(f"  threads={threads}: plain {row['plain_fwd_bwd']['examples_per_s']:.2f} ex/s, "
-              f"datastore {row['datastore']['examples_per_s']:.2f} ex/s, original "
-              f"{row['original']['examples_per_s']:.3f} ex/s", flush=True)
-    print_table(f"Datastore throughput (d={sz['dim']}, sparse projector, P={ckpt_total(model)}, "
-                f"{len(enc)} examples, {n_tok} tokens)",
-                ["threads", "plain fwd+bwd ex/s", "datastore ex/s", "datastore tok/s", "vs plain",
-                 "original ex/s", "(batch-1 grads ex/s", "dense proj ex/s)", "vs original", "load"],
-                [[r["threads"], r["plain_fwd_bwd"]["examples_per_s"], r["datastore"]["examples_per_s"],
-                  r["datastore"]["tokens_per_s"], r["datastore_vs_plain"], r["original"]["examples_per_s"],
-                  r["original"]["grad_loop_examples_per_s"], r["original"]["dense_projection_examples_per_s"],
-                  r["datastore_vs_original"], f"{r['loadavg'][0]}-{r['loadavg'][1]}"] for r in rows])
-    return {"dim": sz["dim"], "projector": "sparse", "total_params": ckpt_total(model),
-            "max_tokens_per_batch": mt, "max_batch_size": mb, "tokens": n_tok, "runs": rows}
+    torch.set_num_threads(args.threads)
+    datastore_loop(model, enc[:4], ckpt, tok.pad_token_id, sz["dim"], mt, mb)   # warm-up, not timed
+    plain, store, loads = [], [], []
+    for rep in range(sz["tp_repeats"]):
+        loads.append(loadavg())
+        plain.append(_timed(lambda: plain_forward_backward(model, enc, tok.pad_token_id, mt, mb)))
+        store.append(_timed(lambda: datastore_loop(model, enc, ckpt, tok.pad_token_id, sz["dim"], mt, mb)))
+        print(f"  {name} repeat {rep}: plain {len(enc) / plain[-1]:.2f} ex/s, datastore "
+              f"{len(enc) / store[-1]:.2f} ex/s, ratio {plain[-1] / store[-1]:.3f}", flush=True)
+    ratios = [p / s for p, s in zip(plain, store)]
+    orig_enc = enc[:sz["orig_examples"]]
+    t_og = {}
+    t_og["grad"] = _timed(lambda: t_og.__setitem__("g", original_gradients(model, orig_enc, ckpt)))
+    t_og["proj"] = original_dense_projection(t_og.pop("g"), sz["dim"], sz["orig_rows"])
+    per_ex_orig = (t_og["grad"] + t_og["proj"]) / len(orig_enc)
+    med = float(np.median(store))
+    return {"size": name, "model_parameters": n_params, "total_params": ckpt_total(model),
+            "lora_r": wl.lora_r, "lora_targets": wl.lora_targets, "examples": len(enc), "tokens": n_tok,
+            "loss_tokens": sum(e.n_completion_tokens for e in enc), "threads": args.threads,
+            "loadavg": loads + [loadavg()], "padding": padding_stats(enc, mt, mb),
+            "plain_seconds": plain, "datastore_seconds": store, "ratios": ratios,
+            "ratio_median": float(np.median(ratios)), "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "plain_examples_per_s": len(enc) / float(np.median(plain)),
+            "datastore_examples_per_s": len(enc) / med, "datastore_tokens_per_s": n_tok / med,
+            "original": {"examples_per_s": 1 / per_ex_orig, "examples": len(orig_enc),
+                         "grad_loop_examples_per_s": len(orig_enc) / t_og["grad"],
+                         "dense_projection_examples_per_s": len(orig_enc) / t_og["proj"],
+                         "dense_projection_rows_measured": sz["orig_rows"]},
+            "datastore_vs_original": (len(enc) / med) * per_ex_orig}
+
+
+def section_throughput(args, sz, wl, model_dir, ckpt_dir) -> dict:
+    """Datastore against plain batched forward+backward at every model size (``--tp-sizes``)."""
+    runs = []
+    for name in (["quick"] if args.quick else args.tp_sizes.split(",")):
+        if name == "quick":
+            mdir, cdir, wl_s = model_dir, ckpt_dir, wl
+        else:
+            wl_s = SIZES[name]
+            mdir, cdir = setup_model(size_dir(Path(args.workdir), name), wl_s)
+        runs.append(throughput_one(name, wl_s, mdir, cdir, args, sz))
+    print_table(f"Datastore throughput vs plain batched fwd+bwd (d={sz['dim']}, sparse projector, "
+                f"{args.threads} thread(s), same batches, {sz['tp_repeats']} interleaved repeats)",
+                ["model", "params", "P", "examples", "plain ex/s", "datastore ex/s", "datastore tok/s",
+                 "datastore/plain (min-max)", "padding", "original ex/s", "vs original", "load"],
+                [[r["size"], f"{r['model_parameters'] / 1e6:.1f}M", r["total_params"], r["examples"],
+                  r["plain_examples_per_s"], r["datastore_examples_per_s"], r["datastore_tokens_per_s"],
+                  f"{r['ratio_median']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f})",
+                  f"{100 * r['padding']['padding_aware']['padding_over_real']:.0f}% (greedy "
+                  f"{100 * r['padding']['greedy']['padding_over_real']:.0f}%)",
+                  r["original"]["examples_per_s"], r["datastore_vs_original"],
+                  f"{min(r['loadavg'])}-{max(r['loadavg'])}"] for r in runs])
+    return {"dim": sz["dim"], "projector": "sparse", "max_tokens_per_batch": args.max_tokens_per_batch,
+            "max_batch_size": args.max_batch_size, "runs": runs}
 
 
 def ckpt_total(model) -> int:
@@ -481,6 +510,8 @@ def main(argv=None) -> int:
     ap.add_argument("--thread-counts", default="1,2", help="thread counts the throughput/scoring sections compare")
     ap.add_argument("--scale-sizes", default="", help="comma-separated pool sizes of the scaling section "
                     "(default: 16,32,48,64; larger pools span several batches and show flat memory)")
+    ap.add_argument("--tp-sizes", default="5m,30m", help="model sizes of the throughput section "
+                    "(comma-separated subset of 5m,30m)")
     ap.add_argument("--max-tokens-per-batch", type=int, default=8192)
     ap.add_argument("--max-batch-size", type=int, default=64)
     ap.add_argument("--workdir", default=os.environ.get("LESS_BENCH_WORKDIR", "/tmp/less_bench"),

@@ -45,6 +45,23 @@ class Workload:
                    seq_len=256, warmup_steps=3, warmup_batch=4)
 
 
+# the model sizes of the throughput benchmarks (bench_datastore.py throughput, bench_bergson.py)
+SIZES = {
+    # ~5.3M parameters, LoRA r 8 on the attention projections (P = 65,536)
+    "5m": Workload(hidden=256, layers=4, heads=4, intermediate=688, vocab=4096, lora_r=8,
+                   lora_targets="q_proj,k_proj,v_proj,o_proj"),
+    # 33.7M parameters, LoRA r 32 on every linear layer (P = 2,498,560): the default Workload
+    "30m": Workload(),
+    "quick": Workload(hidden=64, layers=2, heads=4, intermediate=128, vocab=512, lora_r=4, seq_len=128,
+                      warmup_steps=3, warmup_batch=4),
+}
+
+
+def size_dir(root: Path, name: str) -> Path:
+    """Where a size's model and warmup checkpoint are cached (30m shares bench_datastore's "full")."""
+    return Path(root) / ("full" if name == "30m" else f"size_{name}")
+
+
 def machine_info() -> dict:
     load1, load5, load15 = os.getloadavg()
     return {"platform": platform.platform(), "python": platform.python_version(),

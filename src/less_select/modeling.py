@@ -20,10 +20,12 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
           "float16": torch.float16}
 
 
-def resolve_dtype(name: str) -> torch.dtype:
+def resolve_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
+    """The model dtype ``name`` names; ``auto`` is bfloat16 on a GPU that supports it (``device``,
+    or any visible GPU when no device is given), else float32."""
     if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() \
-            else torch.float32
+        on_gpu = device.type == "cuda" if device is not None else torch.cuda.is_available()
+        return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
     if name not in DTYPES:
         raise UserError(f"dtype {name!r} is not one of auto, {', '.join(DTYPES)}")
     return DTYPES[name]
@@ -33,6 +35,27 @@ def default_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` (this process's GPU, ``LOCAL_RANK``, if CUDA is available, else the CPU), ``cpu``,
+    ``cuda`` (= ``cuda:LOCAL_RANK``) or ``cuda:N``; a one-line error for anything else or for a GPU
+    that is not there."""
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return default_device()
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: torch sees no CUDA GPU on this machine; use --device cpu "
+                            "or auto")
+        index = int(name[5:]) if ":" in name else int(os.environ.get("LOCAL_RANK", 0))
+        if index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible "
+                            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        return torch.device("cuda", index)
+    raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
 
 
 def _check_local(name_or_path: str, what: str) -> None:
@@ -59,7 +82,7 @@ def load_model(name_or_path: str, dtype: str = "auto", device: torch.device | No
     from transformers import AutoModelForCausalLM
     _check_local(name_or_path, "model")
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype))
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, device))
     except OSError as exc:
         raise UserError(f"cannot load a model from {name_or_path!r}: {str(exc).splitlines()[0]}") from None
     return model.to(device or default_device())

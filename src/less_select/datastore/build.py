@@ -25,7 +25,7 @@ import torch
 from . import store as ds
 from ..configs import at_least, non_negative, option, positive, shared, to_dict, validate
 from ..data import Example, load_examples
-from ..data.batching import collate, token_budget_batches
+from ..data.batching import collate, padding_aware_batches
 from ..data.encode import Encoded, Template, encode_all, split_by_completion, tulu_encoding
 from ..errors import UserError
 from ..modeling import identity_mismatch, load_model, load_tokenizer, model_identity, resolve_device
@@ -225,7 +225,7 @@ def compute_chunks(plan: BuildPlan) -> Built | None:
     chunks = ds.n_chunks(n_rows, config.chunk_size)
     mine = [c for c in range(chunks) if c % plan.world == plan.rank]
 
-    device = default_device()
+    device = resolve_device(config.device)
     model = load_model(config.model, config.dtype, device)
     ckpts, names = _checkpoints(plan)
     peft_model = _attach_adapter(model, ckpts[0].adapter_dir, config.model)
@@ -256,6 +256,20 @@ def compute_chunks(plan: BuildPlan) -> Built | None:
         log.info("shard %d done; the store completes when every shard has run", plan.rank)
         return None
     return Built(rows_ex, rows_enc, keep, enc_report, ckpts, names, projectors, layout_params)
+
+
+def with_memory_budget(config, model, lora_params: int, projectors: dict, n_rows: int):
+    """``config`` with the batch token budget that keeps the build under ``--max-memory``."""
+    from ..gradients.memory import batch_tokens_for_budget, memory_model, parse_bytes
+    budget = parse_bytes(config.max_memory)
+    cache = sum(min(getattr(p, "cache_bytes", 0), lora_params * 16 * getattr(p, "nnz", 1))
+                for p in projectors.values())
+    mem = memory_model(model, lora_params, config.dims, min(config.chunk_size, n_rows),
+                       config.max_seq_length, cache)
+    tokens = batch_tokens_for_budget(mem, budget, config.max_tokens_per_batch)
+    log.info("--max-memory %s: %d tokens per batch (estimated peak %.2f GiB)", config.max_memory,
+             tokens, mem.peak(tokens) / (1 << 30))
+    return dataclasses.replace(config, max_tokens_per_batch=tokens)
 
 
 def _checkpoints(plan: BuildPlan) -> tuple[list[Checkpoint], list[str]]:
@@ -363,7 +377,7 @@ def chunk_features(model, encoded: list[Encoded], ckpt, config: FeatureConfig, p
 
     lengths = [len(e.input_ids) for e in encoded]
     with PerExampleLoraGradients(model, on_block) as collector:
-        for batch_idx in token_budget_batches(lengths, config.max_tokens_per_batch, config.max_batch_size):
+        for batch_idx in padding_aware_batches(lengths, config.max_tokens_per_batch, config.max_batch_size):
             batch = {k: v.to(device) for k, v in collate([encoded[i] for i in batch_idx], pad_id).items()}
             acc.clear()
             collector.run(batch)
