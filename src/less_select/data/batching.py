@@ -83,3 +83,36 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int,
     if current:
         batches.append(current)
     return batches
+
+
+def padding_aware_batches(lengths: Sequence[int], max_tokens: int, max_batch_size: int | None = None,
+                          batch_cost_tokens: int = 128) -> list[list[int]]:
+    """Like :func:`token_budget_batches` (same budget and cap, longest first), but where to cut the
+    length-sorted order is chosen to minimise
+
+        sum over batches of (batch size x longest length) + batch_cost_tokens
+
+    i.e. the padded tokens computed plus a fixed cost per batch (Python, hooks, kernel launches),
+    instead of filling every batch to the budget. Greedy filling puts a 128-token and a 20-token
+    sequence in one batch whenever they fit and pays 108 padding positions; this splits where the
+    padding would cost more than another batch. Exact dynamic programme over contiguous runs of the
+    sorted order, O(n x max_batch_size).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    lens = [lengths[i] for i in order]
+    n, cap = len(lens), max_batch_size or len(lens)
+    best = [0.0] + [float("inf")] * n     # best[j]: cost of batching the first j sorted sequences
+    start = [0] * (n + 1)                 # start[j]: first index of the last batch in that plan
+    for j in range(1, n + 1):
+        for i in range(j - 1, max(-1, j - 1 - cap), -1):    # last batch = sorted[i:j], width lens[i]
+            padded = (j - i) * lens[i]
+            if padded > max_tokens and j - i > 1:            # grows as i falls: no wider batch fits
+                break
+            cost = best[i] + padded + batch_cost_tokens
+            if cost < best[j]:
+                best[j], start[j] = cost, i
+    batches, j = [], n
+    while j > 0:
+        batches.append(order[start[j]:j])
+        j = start[j]
+    return batches[::-1]
