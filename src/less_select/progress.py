@@ -9,6 +9,7 @@ command line's ``--progress`` (:func:`set_mode`), else by the environment variab
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -55,6 +56,17 @@ def bar_enabled(stream=None) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
+
+
+def _width(stream) -> dict:
+    """tqdm's size options: follow the terminal, or 80 x 24 where it reports no size (a bare
+    pseudo-terminal says 0 x 0, and tqdm would then draw nothing)."""
+    try:
+        if os.get_terminal_size(stream.fileno()).columns > 0:
+            return {"dynamic_ncols": True}
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+    return {"ncols": 80, "nrows": 24}
 
 
 class _BarLogHandler(logging.Handler):
@@ -121,7 +133,7 @@ class Progress:
         if bar_enabled():
             from tqdm import tqdm
             self.bar = tqdm(total=self.total or None, desc=self.name, unit=self.unit, file=sys.stderr,
-                            dynamic_ncols=True, mininterval=0.5, smoothing=0.1, delay=self.quiet_s)
+                            mininterval=0.5, smoothing=0.1, delay=self.quiet_s, **_width(sys.stderr))
             _LogsAboveBar.enter()
         self.start = self.last = time.perf_counter()
         return self
