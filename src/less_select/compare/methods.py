@@ -79,7 +79,8 @@ class LessMethod(Method):
                 "task": c.task, "data_dir": c.data_dir, "datastore": str(run / "datastore"),
                 "output_dir": str(run / "targets" / target)})],
             "select": wire("select", o["select"], {
-                "percentage": c.percentage, "top_k": c.top_k, "datastore": str(run / "datastore"),
+                "percentage": c.percentage, "top_k": c.top_k, "export": c.export,
+                "datastore": str(run / "datastore"),
                 "targets": str(run / "targets" / target), "output_dir": str(self.folder(ctx, name))}),
         }
 
@@ -122,7 +123,7 @@ class BaselineMethod(Method):
             "model": c.model if name in ("rds", "rds_plus") else "", "lenient": c.lenient,
             "tokenizer": c.train_model or c.model,
             **msl,
-            "percentage": c.percentage, "top_k": c.top_k,
+            "percentage": c.percentage, "top_k": c.top_k, "export": c.export,
             "options": dict(c.baselines.get(name) or {})}, where=f"compare: baselines.{name}")
 
     def check(self, ctx: Context, name: str) -> None:
@@ -165,7 +166,7 @@ class PredictMethod(LessMethod):
             **wire(f"baselines.{name}", dict(c.baselines.get(name) or {}), {
                 "model": c.model, "checkpoints": [str(run / "warmup")], "data": ctx.pool,
                 "task": c.task, "data_dir": c.data_dir, "output_dir": str(run / "predict"),
-                "percentage": c.percentage, "top_k": c.top_k})}, where=f"compare: {name}")
+                "percentage": c.percentage, "top_k": c.top_k, "export": c.export})}, where=f"compare: {name}")
 
     def check(self, ctx: Context, name: str) -> None:
         self.pipeline_config(ctx, name)
