@@ -110,12 +110,8 @@ def _from_dict_with_file(data: dict) -> CompareConfig:
     path = data.pop("config", "") or ""
     if not path:
         return from_dict(CompareConfig, data, where="compare")
-    from ..configs import read_yaml
-    base = read_yaml(path) or {}
-    if not isinstance(base, dict):
-        raise UserError(f"{path}: a compare config must be a mapping")
-    base.pop("config", None)
-    return from_dict(CompareConfig, {**base, **data}, where=str(path))
+    from ..configs import config_file_options
+    return from_dict(CompareConfig, {**config_file_options(path), **data}, where=str(path))
 
 
 def fold_set_options(config: CompareConfig) -> dict[str, dict]:
