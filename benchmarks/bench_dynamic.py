@@ -57,7 +57,7 @@ def demo_setup(work: Path, quick: bool, pool_size: int):
     targets = [Example(id=r["id"], messages=r["messages"], subtask=r["subtask"])
                for r in read_jsonl(data.target)]
     tests = read_jsonl(data.test)
-    return {"name": "demo (add_word target)", "pool_files": [str(data.pool)], "task": str(data.target),
+    return {"name": "demo (add_word target)", "dir": "demo", "pool_files": [str(data.pool)], "task": str(data.target),
             "model": str(model_dir), "target_examples": targets, "heldout_records": tests}
 
 
@@ -100,6 +100,7 @@ def real_setup(work: Path, data_dir: Path, quick: bool, n_subjects: int, pool_si
         pretrain_tiny_model(model_dir, tulu_texts(recs), tokenizer_texts=texts, seed=0,
                             epochs=1 if quick else 3, vocab_size=1024, max_seq_length=256)
     return {"name": f"real pool ({n}: cot/t0/alpaca) -> MMLU ({n_subjects} subjects)",
+            "dir": "real" if n == 500 else f"real_{n}",  # 500: the folder of earlier runs
             "pool_files": [str(pool_file)], "task": str(target_file), "model": str(model_dir),
             "target_examples": load_examples([str(target_file)])[0], "heldout_records": None,
             "heldout_examples": heldout}
@@ -239,7 +240,8 @@ def _timing(ts: list[float], ref: list[float], kind: str) -> dict:
 
 # --------------------------------------------------------------------------- (b) quality
 
-def train_method(method: str, setup: dict, out: Path, seed: int, sched: dict, quick: bool) -> dict:
+def train_method(method: str, setup: dict, out: Path, seed: int, sched: dict, quick: bool) -> tuple[dict, Path]:
+    """Train one method; returns (steps and seconds, the adapter folder)."""
     from less_select.dynamic.stage import DynamicTrainConfig, run_dynamic_train
     from less_select.training.finetune import FinetuneConfig, run_finetune
     common = dict(model=setup["model"], output_dir=str(out), seed=seed, max_seq_length=256, dtype="float32",
@@ -247,10 +249,14 @@ def train_method(method: str, setup: dict, out: Path, seed: int, sched: dict, qu
                   effective_batch_size=8, logging_steps=50, **LORA)
     w, u, t = sched["warmup_step"], sched["update_step"], sched["update_times"]
     t0 = time.perf_counter()
+    info: dict = {}
     if method == "full":
         cfg = FinetuneConfig(train_files=setup["pool_files"], epochs=1, method="lora", **common)
         run_finetune(cfg)
-        steps = json.loads((out / "training_summary.json").read_text())["steps"]
+        info["steps"] = json.loads((out / "training_summary.json").read_text())["steps"]
+    elif method == "static_pipeline":
+        info = static_pipeline(setup, out, common, n_select=(w + u * t) * 8)
+        out = out / "train"
     else:
         schedule = {"dynamic": dict(warmup_step=w, update_step=u, update_times=t),
                     "static": dict(warmup_step=w, update_step=u * t, update_times=1, candidates=-1),
@@ -258,8 +264,34 @@ def train_method(method: str, setup: dict, out: Path, seed: int, sched: dict, qu
         cfg = DynamicTrainConfig(pool_files=setup["pool_files"], task=setup["task"], proj_dim=2048,
                                  save_steps=10_000, **schedule, **common)
         run_dynamic_train(cfg)
-        steps = cfg.total_steps
-    return {"steps": steps, "train_seconds": round(time.perf_counter() - t0, 2)}
+        info["steps"] = cfg.total_steps
+    return {**info, "train_seconds": round(time.perf_counter() - t0, 2)}, out
+
+
+def static_pipeline(setup: dict, out: Path, common: dict, n_select: int) -> dict:
+    """LESS as a pipeline through the product's stages: warmup (2 epochs on a seeded 10% of the pool)
+    -> pool datastore at both warmup checkpoints -> target features -> select the top ``n_select``
+    -> train the base model one epoch on them (``n_select / 8`` steps, the other methods' count;
+    the warmup's steps are extra and reported)."""
+    from less_select.datastore.build import DatastoreConfig, TargetsConfig, run_datastore, run_targets
+    from less_select.select_stage import SelectConfig, run_select
+    from less_select.training.finetune import FinetuneConfig, run_finetune
+    from less_select.training.warmup import WarmupConfig, run_warmup
+    opts = {k: v for k, v in common.items() if k != "output_dir"}
+    warm = run_warmup(WarmupConfig(pool_files=setup["pool_files"], output_dir=str(out / "warmup"),
+                                   percentage=0.1, epochs=2, **opts))
+    store = run_datastore(DatastoreConfig(model=setup["model"], checkpoints=[str(warm)], data=setup["pool_files"],
+                                          output_dir=str(out / "datastore"), dims=[2048],
+                                          projection_seed=common["seed"], max_seq_length=256))
+    targets = run_targets(TargetsConfig(task=setup["task"], datastore=str(store), output_dir=str(out / "targets"),
+                                        max_seq_length=256))
+    run_select(SelectConfig(datastore=str(store), targets=str(targets), output_dir=str(out / "selected"),
+                            top_k=n_select, subtask_rule="max"))
+    run_finetune(FinetuneConfig(train_files=[str(out / "selected" / f"top_k{n_select}.jsonl")], epochs=1,
+                                method="lora", **{**opts, "output_dir": str(out / "train")}))
+    warm_steps = sum(1 for _ in Path(warm).glob("checkpoint-*"))
+    return {"steps": json.loads((out / "train" / "training_summary.json").read_text())["steps"],
+            "warmup_checkpoints": warm_steps}
 
 
 def evaluate(setup: dict, adapter: Path) -> dict:
@@ -283,15 +315,22 @@ def evaluate(setup: dict, adapter: Path) -> dict:
     return res
 
 
+METHODS = ["dynamic", "static", "static_pipeline", "random", "full"]
+
+
 def quality_benchmark(setup: dict, work: Path, seeds: list[int], sched: dict, quick: bool,
-                      on_run=None) -> dict:
-    methods = ["dynamic", "static", "random", "full"]
-    runs = {m: [] for m in methods}
+                      on_run=None, earlier: dict | None = None) -> dict:
+    """Every method x seed; a run found in ``earlier`` (the same setup and schedule in an earlier
+    results file) is reused, not retrained."""
+    runs = {m: [] for m in METHODS}
     for seed in seeds:
-        for m in methods:
-            out = work / f"seed{seed}" / m
-            info = train_method(m, setup, out, seed, sched, quick)
-            info.update(evaluate(setup, out))
+        for m in METHODS:
+            old = [r for r in (earlier or {}).get(m, []) if r["seed"] == seed]
+            if old:
+                runs[m].append(old[0])
+                continue
+            info, adapter = train_method(m, setup, work / f"seed{seed}" / m, seed, sched, quick)
+            info.update(evaluate(setup, adapter))
             info["seed"] = seed
             runs[m].append(info)
             log.info("quality %s seed %d %s: %s", setup["name"], seed, m, info)
@@ -377,8 +416,8 @@ def main(argv=None) -> int:
     data_dir = Path(args.data_dir)
     has_real = (data_dir / "train" / "processed").is_dir() and (data_dir / "eval" / "mmlu").is_dir()
     result = {"machine": machine_info(), "command": " ".join(sys.argv), "quick": args.quick}
-    if args.skip_cost and Path(args.out).is_file():
-        old = json.loads(Path(args.out).read_text())
+    old = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    if args.skip_cost:
         result["cost"], result["cost_command"] = old.get("cost"), old.get("cost_command", old.get("command"))
     setups = [demo_setup(work, args.quick, args.demo_pool)]
     if has_real:
@@ -393,18 +432,27 @@ def main(argv=None) -> int:
         for pool in pools:
             result["cost"].append(cost_benchmark(setups[-1], work / "cost", pool, args.repeats, args.proj_dim))
             _write(args.out, result)
+    # quality entries of an earlier --out are kept; a setup run again reuses its runs (same schedule)
+    quality = [q for q in old.get("quality", []) if not q.get("partial")]
     if not (args.skip_quality or args.only_cost):
         w, u, t = (2, 2, 2) if args.quick else args.schedule
         sched = dict(warmup_step=w, update_step=u, update_times=t)
-        result["quality"] = []
         for s, key in zip(setups, ["demo", "real"]):
             if key not in args.setups:
                 continue
-            done = list(result["quality"])
-            partial = lambda p: _write(args.out, {**result, "quality": done + [p]})  # noqa: E731
-            result["quality"].append(quality_benchmark(s, work / s["name"].split()[0], args.seeds, sched,
-                                                       args.quick, on_run=partial))
+            earlier = [q for q in old.get("quality", []) if q["setup"] == s["name"]
+                       and q.get("schedule", sched) == sched]
+            quality = [q for q in quality if q["setup"] != s["name"] or q.get("schedule") != sched]
+            partial = lambda p: _write(args.out, {**result, "quality": quality + [p]})  # noqa: E731
+            entry = quality_benchmark(s, work / s["dir"], args.seeds, sched, args.quick,
+                                      on_run=partial, earlier=earlier[-1]["runs"] if earlier else None)
+            entry["command"] = result["command"]
+            if earlier:
+                entry["reused_runs_of"] = earlier[-1].get("command", old.get("command"))
+            quality.append(entry)
+            result["quality"] = quality
             _write(args.out, result)
+    result["quality"] = quality
     result["machine"]["loadavg_at_end"] = loadavg()
     _write(args.out, result)
     print_tables(result)
