@@ -35,6 +35,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import UserError
+from ..stage_folder import atomic_file
 
 MANIFEST = "manifest.json"
 INDEX = "index.jsonl"
@@ -52,9 +53,8 @@ def write_chunk(root: Path, checkpoint: str, dim: int, chunk: int, rows: np.ndar
     if not Path(root).is_dir():  # never recreate a folder another process finalized or removed
         raise UserError(f"{root}: the build folder disappeared (finished or deleted by another process)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")  # per process: writers never share one
-    np.save(tmp, rows.astype(np.float16, copy=False))
-    tmp.replace(path)
+    with atomic_file(path, binary=True) as fh:  # a unique temporary name: writers never share one
+        np.save(fh, rows.astype(np.float16, copy=False))
 
 
 def n_chunks(n_rows: int, chunk_size: int) -> int:

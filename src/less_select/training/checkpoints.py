@@ -95,13 +95,10 @@ def moments_by_name(model, optimizer) -> tuple[dict[str, torch.Tensor], dict[str
 
 def save_moments(path: str | Path, exp_avg: dict[str, torch.Tensor],
                  exp_avg_sq: dict[str, torch.Tensor]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     tensors = {f"{n}.exp_avg": t.contiguous() for n, t in exp_avg.items()}
     tensors.update({f"{n}.exp_avg_sq": t.contiguous() for n, t in exp_avg_sq.items()})
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(path)
+    write_atomic(path, save(tensors))
 
 
 def write_meta(folder: str | Path, meta: dict) -> None:
