@@ -35,7 +35,9 @@ def render() -> str:
              "fields are the keys of the YAML pipeline sections and the Python API's arguments. Options",
              "several stages take (`max_seq_length`, `template`, `seed`, ...) are defined once",
              "(`less_select.configs.SHARED`) and mean the same everywhere.", "",
-             "`less-select [--threads N] [-v] COMMAND ...`", "",
+             "`less-select [--threads N] [--progress auto|bar|log] [-v] COMMAND ...` (`--progress`: a tqdm "
+             "bar with rate and ETA, or a log line every few seconds; auto: a bar when stderr is a "
+             "terminal; default `$LESS_SELECT_PROGRESS`, else auto)", "",
              "## `less-select run CONFIG.yaml [--only STAGE ...]`", "",
              "The whole pipeline from a YAML file, skipping finished stages. Its top-level keys:", "",
              *_table(PipelineConfig, yaml_keys=True),
