@@ -29,7 +29,7 @@ from ..data.batching import collate
 from ..data.encode import Encoded
 from ..errors import UserError
 from ..datastore.build import FeatureConfig, chunk_features
-from ..gradients.features import adam_preconditioned_gradient
+from ..gradients.features import gradient_feature
 from ..gradients.per_example import lora_layout, lora_modules, per_example_loss
 from ..progress import Progress
 from ..projection import Projector, make_projector
@@ -106,25 +106,26 @@ def features(model, rows: list[Encoded], ckpt: Checkpoint | None, projector: Pro
     if not rows:
         return np.zeros((0, projector.dim), np.float32)
     device = next(model.parameters()).device
-    gradient_type = "adam" if ckpt is not None else "sgd"
-    with Progress(f"dynamic {gradient_type} features", total=len(rows)) as prog:
+    feature = gradient_feature("adam" if ckpt is not None else "sgd", opts.adam_variant)
+    with Progress(f"dynamic {feature.name} features", total=len(rows)) as prog:
         if is_lora(model):
             cfg = FeatureConfig(dims=[projector.dim], max_tokens_per_batch=opts.max_tokens_per_batch,
                                 max_batch_size=opts.max_batch_size)
             ck = ckpt or Checkpoint(path=Path("<targets>"), adapter_dir=Path("."), step=0, epoch=None,
                                     mean_lr=None, exp_avg={}, exp_avg_sq={})
-            out = chunk_features(model, rows, ck, cfg, {projector.dim: projector}, gradient_type,
+            out = chunk_features(model, rows, ck, cfg, {projector.dim: projector}, feature.name,
                                  opts.adam_variant, pad_id, device, prog)
             return out[projector.dim]
-        return _full_features(model, rows, ckpt, projector, opts, pad_id, device, prog)
+        return _full_features(model, rows, ckpt, projector, feature, pad_id, device, prog)
 
 
-def _full_features(model, rows, ckpt, projector, opts, pad_id, device, prog) -> np.ndarray:
+def _full_features(model, rows, ckpt, projector, feature, pad_id, device, prog) -> np.ndarray:
     """Full fine-tuning: exact per-example gradients of every trainable parameter, one example per
     backward (no batched per-example trick exists for arbitrary layers here)."""
     params = _trainable(model)
     offsets = np.cumsum([0] + [p.numel() for _, p in params]).tolist()
     out = np.zeros((len(rows), projector.dim), np.float32)
+    transform = feature.for_checkpoint(ckpt, [name for name, _ in params], device)
     was_training = model.training
     model.eval()  # dropout off: the gradient of the deterministic model
     try:
@@ -136,11 +137,7 @@ def _full_features(model, rows, ckpt, projector, opts, pad_id, device, prog) -> 
             grads = torch.autograd.grad(loss.sum(), [p for _, p in params])   # no .grad touched
             acc = torch.zeros(1, projector.dim, device=device)
             for (name, _), g, off in zip(params, grads, offsets):
-                g = g.reshape(1, -1).float()
-                if ckpt is not None:
-                    g = adam_preconditioned_gradient(g, ckpt.exp_avg[name].to(device),
-                                                     ckpt.exp_avg_sq[name].to(device), ckpt.betas,
-                                                     ckpt.eps, opts.adam_variant, ckpt.step)
+                g = transform(name, g.reshape(1, -1).float())
                 acc += projector.project_block(g, off)
             out[i] = torch.nn.functional.normalize(acc, dim=1).cpu().numpy()[0]
             prog.update(1)
