@@ -124,3 +124,15 @@ def test_failed_hf_export_keeps_the_earlier_one(tmp_path, monkeypatch):
         _select(tmp_path, [pool], ["hf"], top_k=3)
     assert datasets.load_from_disk(str(tmp_path / "sel" / "top_k3_hf"))["rank"] == [1, 2, 3]
     assert not any(p.name.startswith(".") for p in (tmp_path / "sel").iterdir())
+
+
+def test_cli_export_flag_takes_a_comma_list(tmp_path, capsys):
+    from less_select.cli import main
+    pool = write_jsonl(tmp_path / "pool.jsonl", make_pool_records(6))
+    out = tmp_path / "rand"
+    assert main(["baseline", "--method", "random", "--data", str(pool), "--output-dir", str(out),
+                 "--top-k", "2", "--export", "hf,llamafactory"]) == 0
+    assert (out / "top_k2_hf").is_dir() and "random_top_k2" in json.loads((out / "dataset_info.json").read_text())
+    assert main(["baseline", "--method", "random", "--data", str(pool), "--output-dir", str(tmp_path / "x"),
+                 "--export", "csv"]) == 2
+    assert "--export: unknown export 'csv'; choose from hf, llamafactory" in capsys.readouterr().err
