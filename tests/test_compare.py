@@ -246,3 +246,22 @@ def test_predict_is_one_more_method_with_its_own_warmup_and_cost(tmp_path, tiny_
     assert sel["method"] == "predict:predicted" and sel["prediction"]["n_real_scored"] == 30
     assert len(selected_ids(tmp_path / "cmp", report, "predict")) == 10
     assert (tmp_path / "cmp" / "predict_run" / "warmup").is_dir()
+
+
+@pytest.mark.slow
+def test_dynamic_trains_its_own_row_and_is_evaluated_like_the_others(tmp_path, tiny_model_dir,
+                                                                      target_file):
+    pool = write_jsonl(tmp_path / "pool.jsonl", make_pool_records(24, seed=0))
+    dynamic = {"warmup_step": 1, "update_step": 1, "update_times": 1, "proj_dim": 16}
+    report = tiny_compare(tmp_path, tiny_model_dir, [pool], target_file, methods=["random", "dynamic"],
+                          include_full=False, baselines={"dynamic": dynamic})
+    rows = {r["method"]: r for r in report["rows"]}
+    assert list(rows) == ["base", "random", "dynamic"]
+    assert rows["dynamic"]["train_steps"] == 2 and rows["dynamic"]["n_selected"] == 2 * 4
+    assert rows["dynamic"]["train_seconds"] is None and rows["dynamic"]["selection_seconds"] > 0
+    assert math.isfinite(rows["dynamic"]["metrics"]["loss:target"])
+    assert report["evaluation"]["dynamic"]["adapter"] == str(tmp_path / "cmp" / "train" / "dynamic")
+    assert list(report["jaccard"]) == ["random"] and "dynamic" not in report["shares"]
+    assert (tmp_path / "cmp" / "train" / "dynamic" / "selections" / "step_1.json").is_file()
+    md = (tmp_path / "cmp" / "report" / "comparison.md").read_text()
+    assert "dynamic: selects while training" in md

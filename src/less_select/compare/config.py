@@ -44,8 +44,8 @@ class CompareConfig(BudgetConfig):
     output_dir: str = option("", help="comparison folder (see less_select.compare for its layout)")
     methods: list[str] = option(factory=lambda: list(DEFAULT_METHODS),
                                 help="selection methods: less, less_robust (the robust preset, "
-                                     "presets.py), predict (influence prediction) and any of random, "
-                                     "bm25, dsir, rds, rds_plus")
+                                     "presets.py), predict (influence prediction), dynamic (re-selection "
+                                     "while training) and any of random, bm25, dsir, rds, rds_plus")
     include_full: bool = option(False, help="also train on the whole pool (row 'full')")
     include_base: bool = option(True, help="also evaluate the untrained train_model (row 'base')")
     max_examples: int = shared("max_examples")  # capped once, in <output_dir>/pool/, for every method
@@ -70,7 +70,7 @@ class CompareConfig(BudgetConfig):
                                                                  "for every method (YAML/Python)")
     eval: dict[str, Any] = option(factory=dict, cli=False, help="EvalConfig options (YAML/Python)")
     baselines: dict[str, Any] = option(factory=dict, cli=False, help="per-method options of the "
-                                                                     "baselines and predict, e.g. "
+                                                                     "baselines, predict and dynamic, e.g. "
                                                                      "{bm25: {k1: 1.2}, predict: "
                                                                      "{mode: predicted}}")
 

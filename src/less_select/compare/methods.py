@@ -34,7 +34,13 @@ class Context:
 
 class Method:
     """One selection method: ``select`` writes ``folder(ctx, name)`` and returns its report (the
-    selection's ``selection.json``) with ``cost`` (``seconds``, ``reused``) added."""
+    selection's ``selection.json``) with ``cost`` (``seconds``, ``reused``) added.
+
+    A method that ``trains_itself`` (dynamic selection) selects while training: its ``folder`` is
+    the trained model, ``select`` reports the training too, and ``trained`` gives what evaluation
+    needs; it has no single selection folder, so no shares or overlap."""
+
+    trains_itself = False
 
     def folder(self, ctx: Context, name: str) -> Path:
         return ctx.out / "selections" / name
@@ -189,13 +195,60 @@ class PredictMethod(LessMethod):
         return report
 
 
+class DynamicMethod(Method):
+    """Dynamic LESS (``dynamic/``): ``train_model`` trained on the pool with re-selection by
+    influence every ``update_step`` steps, into ``train/<name>/``; the train section's training
+    options and ``baselines.<name>``'s re-selection options (``warmup_step``, ``update_step``, ...)."""
+
+    trains_itself = True
+
+    def folder(self, ctx: Context, name: str) -> Path:
+        return ctx.out / "train" / name
+
+    def stage_config(self, ctx: Context, name: str):
+        import dataclasses
+
+        from ..dynamic.stage import DynamicTrainConfig
+        c = ctx.config
+        fields = {f.name for f in dataclasses.fields(DynamicTrainConfig)}
+        training = {k: v for k, v in ctx.options["train"].items() if k in fields}
+        return from_dict(DynamicTrainConfig, {**training, **wire(
+            f"baselines.{name}", dict(c.baselines.get(name) or {}), {
+                "model": c.train_model or c.model, "pool_files": ctx.pool, "task": c.task,
+                "data_dir": c.data_dir, "output_dir": str(self.folder(ctx, name))})},
+            where=f"compare: {name}")
+
+    def check(self, ctx: Context, name: str) -> None:
+        self.stage_config(ctx, name)
+
+    def select(self, ctx: Context, name: str) -> dict:
+        import json
+
+        from ..dynamic.stage import SUMMARY_FILE, run_dynamic_train
+        d_cfg = self.stage_config(ctx, name)
+        log.info("compare: %s (selection while training)", name)
+        path, secs, reused = ctx.costs.timed(f"train/{name}", self.folder(ctx, name) / "stage.json",
+                                             lambda: run_dynamic_train(d_cfg))
+        summary = json.loads((Path(path) / SUMMARY_FILE).read_text())
+        n_trained = summary["steps"] * summary["global_batch"]  # examples drawn over all steps
+        # its seconds are the selection's (one stage does both): reported once, as selection seconds
+        training = {"seconds": None, "reused": reused, "dir": str(path), "examples": n_trained,
+                    "steps": summary["steps"], "train_loss": summary.get("train_loss")}
+        return {"method": name, "n_selected": n_trained, "warnings": [], "training": training,
+                "cost": {"seconds": secs, "reused": reused, "includes_training": True}}
+
+    def trained(self, ctx: Context, name: str, report: dict) -> dict:
+        """What evaluation needs of the model ``select`` trained (``run.train_row``'s shape)."""
+        return {"config": self.stage_config(ctx, name), "result": report["training"]}
+
+
 @functools.cache
 def registry() -> dict[str, Method]:
     """Method name -> method: the LESS presets, influence prediction and every baseline (imported
     on first use). A new method is one more entry."""
     from ..baselines import BASELINES
     methods: dict[str, Method] = {"less": LessMethod(None), "less_robust": LessMethod("robust"),
-                                  "predict": PredictMethod()}
+                                  "predict": PredictMethod(), "dynamic": DynamicMethod()}
     methods.update({name: BaselineMethod() for name in sorted(BASELINES)})
     return methods
 

@@ -24,7 +24,7 @@ def build_report(cfg, opts: dict, composition: dict, pool: list[str], n_budget: 
     keys = {m: selected_keys(d) for m, d in selection_dirs.items()}
     method_shares = {m: {"by_source": shares(sel["selected_by_source"], sel["n_selected"]),
                          "by_task": shares(sel["selected_by_task"], sel["n_selected"])}
-                     for m, sel in selections.items()}
+                     for m, sel in selections.items() if m in selection_dirs}
     return {
         "task": cfg.task, "methods": list(cfg.methods), "model": cfg.model,
         "train_model": cfg.train_model or cfg.model, "pool_files": pool,
@@ -158,6 +158,10 @@ def main_table(report: dict) -> str:
         parts.append("\nLESS cost: " + " + ".join(f"{k} {v:.1f} s" for k, v in
                                                  less["breakdown"].items())
                      + f" = {less['seconds']:.1f} s.")
+    joint = [m for m, c in report["selection_costs"].items() if c.get("includes_training")]
+    if joint:
+        parts.append(f"{', '.join(joint)}: selects while training; its selection s includes the "
+                     "training, n selected counts the examples drawn over all steps.")
     reused = [c.get("reused") for c in report["selection_costs"].values()]
     reused = [any(r.values()) if isinstance(r, dict) else r for r in reused]
     if any(reused) or any(t.get("reused") for t in report["training"].values()):

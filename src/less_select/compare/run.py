@@ -37,12 +37,13 @@ def run_compare(config: CompareConfig | dict) -> dict:
     plan = Plan.make(ctx, composition)
     methods = registry()
     selections = {m: methods[m].select(ctx, m) for m in cfg.methods}
-    selection_dirs = {m: methods[m].folder(ctx, m) for m in cfg.methods}
-    rows_train = {m: [str(selection_dirs[m] / selections[m]["selected_file"])] for m in cfg.methods}
+    picked = [m for m in cfg.methods if not methods[m].trains_itself]  # those with a selection
+    selection_dirs = {m: methods[m].folder(ctx, m) for m in picked}
+    trained = {m: train_row(ctx, plan, m, [str(selection_dirs[m] / selections[m]["selected_file"])])
+               if m in picked else methods[m].trained(ctx, m, selections[m]) for m in cfg.methods}
     if cfg.include_full:
-        rows_train[FULL_ROW] = list(ctx.pool)
-    trained = {row: train_row(ctx, plan, row, files) for row, files in rows_train.items()}
-    eval_rows = ([BASE_ROW] if cfg.include_base else []) + list(rows_train)
+        trained[FULL_ROW] = train_row(ctx, plan, FULL_ROW, list(ctx.pool))
+    eval_rows = ([BASE_ROW] if cfg.include_base else []) + list(trained)
     evaluated = {row: evaluate_row(ctx, plan, row, trained.get(row)) for row in eval_rows}
     report = build_report(cfg, ctx.options, composition, ctx.pool, plan.n_budget, plan.eval_tasks,
                           selections, selection_dirs, {r: t["result"] for r, t in trained.items()},
@@ -125,7 +126,7 @@ def evaluate_row(ctx: Context, plan: Plan, row: str, trained: dict | None) -> di
         model, adapter, trained_stage = plan.train_model, None, None
     else:
         f_cfg = trained["config"]
-        merged = f_cfg.method == "full" or f_cfg.merge_lora
+        merged = f_cfg.method == "full" or getattr(f_cfg, "merge_lora", False)
         model = f_cfg.output_dir if merged else plan.train_model
         adapter = None if merged else f_cfg.output_dir
         trained_stage = json.loads((Path(f_cfg.output_dir) / "stage.json").read_text())
