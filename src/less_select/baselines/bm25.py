@@ -33,7 +33,7 @@ import numpy as np
 
 from ..configs import Bounds, non_negative, option
 from ..data.example import Example
-from ..progress import Progress
+from ..progress import Progress, bar_enabled
 from .aggregate import SubtaskAccumulator, subtask_names
 from .base import check_inputs, finish
 
@@ -82,12 +82,13 @@ class BM25Selector:
 
         cfg = self.config
         tok = self._tokenizer()
+        bars = bar_enabled()  # bm25s' own bars (tokenizing, indexing a big pool) follow --progress
         doc_ids = tok.tokenize([ex.text for ex in pool], update_vocab=True, return_as="ids",
-                               show_progress=False)
+                               show_progress=bars)
         vocab = tok.get_vocab_dict()
         retriever = bm25s.BM25(k1=cfg.k1, b=cfg.b, method=cfg.method)
         # Index from (ids, vocab): bm25s then scores query token ids directly, no remapping.
-        retriever.index((doc_ids, vocab), show_progress=False)
+        retriever.index((doc_ids, vocab), show_progress=bars)
         del doc_ids
         query_ids = tok.tokenize([ex.text for ex in targets], update_vocab=False, return_as="ids",
                                  show_progress=False)

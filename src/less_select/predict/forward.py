@@ -32,6 +32,7 @@ import torch
 
 from ..data.batching import collate, token_budget_batches
 from ..data.encode import IGNORE_INDEX, Encoded
+from ..progress import Progress
 from ..stage_folder import stage_dir
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,14 @@ def model_stats(model, encoded: Sequence[Encoded], pad_id: int, max_tokens_per_b
     try:
         with torch.no_grad():
             lengths = [len(e.input_ids) for e in encoded]
-            for batch in token_budget_batches(lengths, max_tokens_per_batch, max_batch_size):
-                enc = collate([encoded[i] for i in batch], pad_id)
-                logits = model(input_ids=enc["input_ids"].to(device),
-                               attention_mask=enc["attention_mask"].to(device), use_cache=False).logits
-                out[batch] = token_stats(logits, enc["labels"].to(device)).cpu().numpy()
+            with Progress("forward features", total=len(encoded)) as prog:
+                for batch in token_budget_batches(lengths, max_tokens_per_batch, max_batch_size):
+                    enc = collate([encoded[i] for i in batch], pad_id)
+                    logits = model(input_ids=enc["input_ids"].to(device),
+                                   attention_mask=enc["attention_mask"].to(device),
+                                   use_cache=False).logits
+                    out[batch] = token_stats(logits, enc["labels"].to(device)).cpu().numpy()
+                    prog.update(len(batch), extra=int(enc["attention_mask"].sum()))
     finally:
         model.train(was_training)
     return out
