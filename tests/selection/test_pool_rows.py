@@ -76,8 +76,8 @@ def test_only_selected_examples_are_held(tmp_path):
 
 @pytest.mark.parametrize("change,match", [
     ("edit_id", "line 1 holds id 'other', the store's row has 'f0-0'"),
-    ("drop_last", "no longer a usable record"),
-    ("add_record", "hold 61 example"),
+    ("drop_last", "row 25 \\(line 30\\) is no longer a usable record"),
+    ("break_row", "line 2 is no longer a usable record"),
 ])
 def test_changed_pool_file_refused(tmp_path, change, match):
     store, files, _, _ = make_pool(tmp_path)
@@ -88,11 +88,11 @@ def test_changed_pool_file_refused(tmp_path, change, match):
     elif change == "drop_last":
         lines = lines[:-1]
     else:
-        lines.append(lines[-1].replace('"f0-29"', '"new"'))
+        lines[1] = '{"id": "f0-1", "text": "no known format"}'
     f.write_text("\n".join(lines) + "\n")
     pool = PoolRows(store, files, n_examples=60)
     with pytest.raises(UserError, match=match):
-        pool.fetch([0])
+        pool.fetch([0, 1])
 
 
 def test_corrupt_index_refused(tmp_path):
@@ -116,3 +116,19 @@ def test_max_per_file_and_lenient_match_load_examples(tmp_path):
     by_key = {(e.source, e.line): e for e in want}
     assert [pool[i].raw for i in range(len(keep))] == [by_key[(r["file"], r["line"])].raw for r in keep]
     assert pool.n_examples == len(want) == 40
+
+
+def test_duplicate_ids_get_the_loader_s_suffix_when_earlier_rows_are_not_parsed(tmp_path):
+    f = tmp_path / "dup.jsonl"
+    rec = {"id": "same", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    f.write_text((json.dumps(rec) + "\n") * 3)
+    want = [e.id for e in load_examples([str(f)])[0]]
+    assert want == ["same", "same@dup:2", "same@dup:3"]
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "index.jsonl").write_text("".join(json.dumps({"row": r, "id": i, "file": str(f), "line": r + 1}) + "\n"
+                                               for r, i in enumerate(want)))
+    (store / "skipped.jsonl").write_text("")
+    pool = PoolRows(store, [str(f)])
+    pool.fetch([2])  # rows 0 and 1 are only decoded, not parsed
+    assert pool[2].id == "same@dup:3" and pool[2].messages

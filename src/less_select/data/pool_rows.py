@@ -9,7 +9,8 @@ a light ``Example`` with those two fields in ``raw`` and no text. So a million-r
 the selected examples plus a few columns, not the pool.
 
 The rows must still be those of the files the store was built from: each row's file, line and id
-are checked while streaming, and a pool file that changed is refused with an actionable error.
+are checked while streaming (ids of the examples kept), and a pool file that changed is refused with
+an actionable error; the caller has checked that each file's sha256 is the one the store recorded.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class PoolRows(Sequence):
         self._fields: dict[int, dict] = {}                # row -> {"task", "dataset"} (shared dicts)
         self._skip_fields: dict[int, dict] = {}
         self._kept: dict[int, Example] = {}
-        # examples the builder read from the files (rows + unscored); fetch() checks it
+        # examples the builder read from the files: the pool size of the budget
         self.n_examples = len(self.ids) + len(self.skip_reasons) if n_examples is None else int(n_examples)
         self.unscored = [(self._stub(self._skip_ids[j], self._skip_fidx[j], self._skip_line[j], {}), why)
                          for j, why in enumerate(self.skip_reasons)]
@@ -80,26 +81,42 @@ class PoolRows(Sequence):
         return self._stub(self.ids[i], self._fidx[i], self._line[i], self._fields.get(i, {}))
 
     def __iter__(self) -> Iterator[Example]:
-        return (self[i] for i in range(len(self)))
+        kept, fields = self._kept, self._fields
+        for i in range(len(self)):
+            ex = kept.get(i)
+            yield ex if ex is not None else self._stub(self.ids[i], self._fidx[i], self._line[i], fields.get(i, {}))
 
     def _stub(self, ex_id: str, fidx: int, line: int, raw: dict) -> Example:
         return Example(id=ex_id, messages=[], source=self._source[fidx], line=int(line), raw=raw)
 
     def fetch(self, rows) -> None:
         """Stream the pool files once: keep the whole examples of ``rows`` (and of the unscored
-        examples), the task/dataset fields of every row; check that rows and files still agree."""
+        examples), the task/dataset fields of every row; check that rows and files still agree.
+
+        Only the examples kept are parsed and validated; every other row's record is only decoded,
+        since its file is the one the store was built from (same sha256, checked by the caller)."""
         want = {int(i) for i in rows}
         shared: dict[tuple, dict] = {}  # one raw dict per (task, dataset) pair
-        n_loaded = 0
         for path in self.files:
             pending = self._pending(path)
-            for ex in _examples_of(path, self.lenient, self.max_per_file):
-                n_loaded += 1
-                hit = pending.match(ex)
+            parser = _FileParser(Path(path), "subtask")
+            for line, record in _records_of(path, self.lenient, self.max_per_file):
+                hit = pending.match(line)
                 if hit is None:
                     continue
                 kind, r = hit
-                raw = ex.raw if isinstance(ex.raw, dict) else {}
+                ex = record if isinstance(record, Example) else None
+                if ex is None and (kind == "skipped" or r in want):
+                    try:
+                        ex = parser.parse(line, record)
+                    except RecordError as exc:
+                        raise pending.changed(f"line {line} is no longer a usable record ({exc})") from None
+                if ex is not None:
+                    pending.check_id(kind, r, ex)
+                else:  # what parse() would have done for the ids of the records after this one
+                    parser.seen_ids.add(self.ids[r])
+                raw = record.raw if isinstance(record, Example) else record
+                raw = raw if isinstance(raw, dict) else {}
                 key = (raw.get("task"), raw.get("dataset"))
                 fields = shared.setdefault(key, {k: v for k, v in zip(("task", "dataset"), key) if v is not None})
                 if kind == "row":
@@ -108,10 +125,9 @@ class PoolRows(Sequence):
                         self._kept[r] = ex
                 else:
                     self.unscored[r] = (ex, self.skip_reasons[r])
+                if pending.done():
+                    break
             pending.check_done()
-        if n_loaded != self.n_examples:
-            raise UserError(f"the pool files hold {n_loaded} example(s), {self.store_path} was built from "
-                            f"{self.n_examples}; rebuild the datastore")
 
     def _pending(self, path: str) -> "_Pending":
         f = self._source.index(path) if path in self._source else -1
@@ -130,50 +146,45 @@ class _Pending:
                                 "file order); rebuild it")
         self.p = self.q = 0
 
-    def match(self, ex: Example) -> tuple[str, int] | None:
-        pool = self.pool
-        for kind, idx, lines, ids, at in (("row", self.rows, pool._line, pool.ids, "p"),
-                                          ("skipped", self.skipped, pool._skip_line, pool._skip_ids, "q")):
-            pos = getattr(self, at)
-            if pos < len(idx) and lines[idx[pos]] == ex.line:
-                r = int(idx[pos])
-                if ids[r] != ex.id:
-                    raise self._changed(f"line {ex.line} holds id {ex.id!r}, the store's row has {ids[r]!r}")
-                setattr(self, at, pos + 1)
-                return kind, r
+    def match(self, line: int) -> tuple[str, int] | None:
+        """("row" | "skipped", index) when ``line`` is the next row or unscored example of the file."""
+        if self.p < len(self.rows) and self.pool._line[self.rows[self.p]] == line:
+            self.p += 1
+            return "row", int(self.rows[self.p - 1])
+        if self.q < len(self.skipped) and self.pool._skip_line[self.skipped[self.q]] == line:
+            self.q += 1
+            return "skipped", int(self.skipped[self.q - 1])
         return None
+
+    def check_id(self, kind: str, r: int, ex: Example) -> None:
+        want = (self.pool.ids if kind == "row" else self.pool._skip_ids)[r]
+        if ex.id != want:
+            raise self.changed(f"line {ex.line} holds id {ex.id!r}, the store's row has {want!r}")
+
+    def done(self) -> bool:
+        return self.p == len(self.rows) and self.q == len(self.skipped)
 
     def check_done(self) -> None:
         if self.p < len(self.rows):
             r = int(self.rows[self.p])
-            raise self._changed(f"row {r} (line {self.pool._line[r]}) is no longer a usable record")
+            raise self.changed(f"row {r} (line {self.pool._line[r]}) is no longer a usable record")
         if self.q < len(self.skipped):
-            raise self._changed(f"line {self.pool._skip_line[self.skipped[self.q]]} is no longer a usable record")
+            raise self.changed(f"line {self.pool._skip_line[self.skipped[self.q]]} is no longer a usable record")
 
-    def _changed(self, what: str) -> UserError:
+    def changed(self, what: str) -> UserError:
         return UserError(f"{self.path}: {what}; the file changed since {self.pool.store_path} was built, "
                          "rebuild the datastore")
 
 
-def _examples_of(path: str, lenient: bool, limit: int | None) -> Iterator[Example]:
-    """The examples ``load_file`` gives for ``path``, one at a time for plain files (a datasets
-    folder or hub id is loaded whole by ``load_file``)."""
+def _records_of(path: str, lenient: bool, limit: int | None) -> Iterator[tuple[int, object]]:
+    """(line, decoded record) of a plain file, streamed; a datasets folder or hub id is loaded whole
+    by ``load_file`` and gives (line, Example). Lines that do not decode are passed over: they are
+    either lenient skips of the build or, if a row's, reported as no longer usable by the caller."""
     p = Path(path)
     if not p.is_file():
-        yield from load_file(path, lenient=lenient, limit=limit)
+        for ex in load_file(path, lenient=lenient, limit=limit):
+            yield ex.line, ex
         return
-    parser = _FileParser(p, "subtask")
-    n = 0
     for line, record, error in iter_records(p):
-        if limit is not None and n >= limit:
-            return
-        try:
-            if error:
-                raise RecordError(error)
-            ex = parser.parse(line, record)
-        except RecordError as exc:
-            if lenient:
-                continue
-            raise UserError(f"{p}:{line}: {exc} (use --lenient to skip such records)") from None
-        n += 1
-        yield ex
+        if not error:
+            yield line, record
