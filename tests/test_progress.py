@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 
 import pytest
 
@@ -19,12 +20,29 @@ class _Terminal(io.StringIO):
         return True
 
 
+LIBRARY_SWITCHES = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
+
+
 @pytest.fixture(autouse=True)
 def _reset_mode(monkeypatch):
+    """Each test starts in auto mode; what it switches (the CLI in log mode silences the libraries'
+    bars) is switched back."""
+    import datasets
+    import huggingface_hub
+    from transformers.utils import logging as hf_logging
     monkeypatch.delenv(progress.ENV_VAR, raising=False)
+    before = {v: os.environ.get(v) for v in LIBRARY_SWITCHES}
     progress.set_mode(None)
     yield
     progress.set_mode(None)
+    for var, value in before.items():
+        if value is None:
+            os.environ.pop(var, None)
+    if before["HF_HUB_DISABLE_PROGRESS_BARS"] is None:
+        huggingface_hub.utils.enable_progress_bars()
+        hf_logging.enable_progress_bar()
+    if before["HF_DATASETS_DISABLE_PROGRESS_BARS"] is None:
+        datasets.enable_progress_bars()
 
 
 def test_mode_precedence_flag_then_environment_then_auto(monkeypatch):
@@ -120,3 +138,13 @@ def test_quiet_loops_log_nothing_and_draw_no_bar_when_short(monkeypatch, caplog)
         with Progress("encoding", total=3, quiet_s=60.0) as p:
             p.update(3)
     assert terminal.getvalue() == "" and caplog.records == []
+
+
+def test_log_mode_silences_the_libraries_bars(monkeypatch):
+    import datasets
+    from transformers.utils import logging as hf_logging
+    for var in LIBRARY_SWITCHES:
+        monkeypatch.delenv(var, raising=False)
+    progress.silence_library_bars()
+    assert not hf_logging.is_progress_bar_enabled() and not datasets.is_progress_bar_enabled()
+    assert all(os.environ[var] == "1" for var in LIBRARY_SWITCHES)  # for libraries imported later

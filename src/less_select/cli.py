@@ -143,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from .progress import set_mode
+    from .progress import bar_enabled, set_mode, silence_library_bars
     set_mode(ns.progress)  # None: the environment variable, else auto
+    if not bar_enabled():  # a log file gets lines, not the libraries' bar redraws
+        silence_library_bars()
     if ns.torch_threads:
         import torch
         torch.set_num_threads(ns.torch_threads)

@@ -4,7 +4,8 @@ One switch chooses how, for every loop of every stage: the mode ``auto`` (a bar 
 terminal, log lines otherwise: batch jobs, CI, log files), ``bar`` or ``log``. It is set by the
 command line's ``--progress`` (:func:`set_mode`), else by the environment variable
 ``LESS_SELECT_PROGRESS``, else ``auto``. The HF Trainer's own bar follows it too
-(:func:`bar_enabled`).
+(:func:`bar_enabled`), and in log mode the command line turns off the bars of huggingface_hub,
+transformers and datasets (:func:`silence_library_bars`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,21 @@ def bar_enabled(stream=None) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
+
+
+def silence_library_bars() -> None:
+    """Turn off the bars huggingface_hub, transformers (loading weights) and datasets (saving,
+    loading) draw themselves, so log mode's output is lines, not bar redraws: their environment
+    switches for modules not imported yet, their functions for those already imported."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers follows the hub's
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
 
 
 def _width(stream) -> dict:
