@@ -93,8 +93,9 @@ def load_compare_config(config: CompareConfig | dict) -> CompareConfig:
             raise UserError(f"compare: '{key}' is required")
     if not config.data:
         raise UserError("compare: 'data' (pool files) is required")
+    from ..data.hf_datasets import is_dataset_source
     for f in config.data:
-        if not Path(f).is_file():
+        if not Path(f).is_file() and not is_dataset_source(f):  # a file, datasets folder or hf: id
             raise UserError(f"{f}: pool file not found")
     for name in (*SECTIONS, "baselines"):
         sec = getattr(config, name)
