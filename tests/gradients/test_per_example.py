@@ -87,3 +87,35 @@ def test_model_without_lora_is_a_user_error(tiny_model):
     from less_select.errors import UserError
     with pytest.raises(UserError, match="no LoRA"):
         lora_layout(tiny_model)
+
+
+def test_output_head_computes_only_the_loss_positions(tiny_model, tiny_tokenizer):
+    """The head sees [T, H] (T = completion tokens of the batch), not [N, S, H]; the gradients are
+    those of the full-logits loss (the batch-one reference above uses full logits)."""
+    from less_select.gradients.per_example import PerExampleLoraGradients
+    model = lora_model(tiny_model)
+    encs = encoded_examples(tiny_tokenizer)
+    batch = collate(encs, tiny_tokenizer.pad_token_id)
+    seen = []
+    handle = model.get_output_embeddings().register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    try:
+        with PerExampleLoraGradients(model, lambda p, g: None) as collector:
+            _, n_tokens = collector.run(batch)
+    finally:
+        handle.remove()
+    assert seen == [(int(n_tokens.sum()), model.config.vocab_size)]
+    assert int(n_tokens.sum()) < batch["input_ids"].numel()
+
+
+def test_flat_loss_equals_the_per_position_definition():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6, 11, dtype=torch.float64)
+    labels = torch.randint(0, 11, (3, 6))
+    labels[:, :2] = -100
+    labels[2, 4:] = -100
+    loss, n = per_example_loss(logits, labels)
+    ce = torch.nn.functional.cross_entropy
+    for i in range(3):
+        pos = [t for t in range(5) if labels[i, t + 1] != -100]
+        ref = sum(ce(logits[i, t], labels[i, t + 1]) for t in pos) / len(pos)
+        assert n[i] == len(pos) and torch.isclose(loss[i], ref)
