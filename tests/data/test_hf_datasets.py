@@ -184,3 +184,12 @@ def test_datastore_and_select_record_dataset_and_row(tmp_path, tiny_model_dir, t
     with pytest.raises(UserError, match="changed since .* was built; rebuild the datastore"):
         run_select(SelectConfig(datastore=str(store), targets=str(targets),
                                 output_dir=str(tmp_path / "sel2"), top_k=3))
+
+
+def test_targets_from_a_datasets_folder(tmp_path):
+    from less_select.data.targets import build_target_examples, task_name
+    rows = [dict(r, subtask="a" if i < 2 else None) for i, r in enumerate(make_pool_records(4))]
+    folder = save(rows, tmp_path / "tgt", split="validation")
+    examples = build_target_examples(f"{folder}@validation")
+    assert [e.subtask for e in examples] == ["a", "a", "tgt@validation", "tgt@validation"]
+    assert task_name(f"{folder}@validation") == "tgt@validation"

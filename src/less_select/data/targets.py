@@ -141,10 +141,11 @@ def build_tydiqa_targets(data_dir: str | Path | None, chat_format: str = "tulu",
 def build_generic_targets(path: str | Path, lenient: bool = False,
                           subtask: str | None = None) -> list[Example]:
     """Any supported data file; rows may carry ``subtask`` (default: the file's stem)."""
+    from .hf_datasets import is_dataset_source
     p = Path(path)
-    if not p.is_file():
+    if not p.is_file() and not is_dataset_source(path):  # a file, a datasets folder or an hf: id
         raise UserError(f"{p}: target file not found (give bbh, mmlu, tydiqa or a data file)")
-    examples, _ = load_examples(p, lenient=lenient)
+    examples, _ = load_examples(str(path), lenient=lenient)
     default = subtask or task_name(str(p))
     for ex in examples:
         if ex.subtask is None:
