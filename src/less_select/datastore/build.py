@@ -300,14 +300,14 @@ def _write_chunks(plan: BuildPlan, peft_model, rows_enc: list[Encoded], ck: Chec
 def finalize(plan: BuildPlan, built: Built) -> None:
     """Write manifest, index and skip list into the complete ``.part`` folder and rename it."""
     config, part = plan.config, plan.part
-    weights = _checkpoint_weights(built.ckpts)
+    weights = store_weights(built.ckpts)
     n_rows, n_examples = len(built.rows_ex), len(plan.examples)
     manifest = {
         "format_version": ds.FORMAT_VERSION,
         "model": config.model,
         "model_identity": plan.identity,
         "gradient_type": plan.gradient_type,
-        "adam_variant": plan.adam_variant if plan.gradient_type == "adam" else None,
+        "adam_variant": gradient_feature(plan.gradient_type, plan.adam_variant).variant,
         "checkpoints": [{"name": n, "path": str(c.path), "step": c.step, "mean_lr": c.mean_lr,
                          "weight": w, "adapter_sha256": s["adapter_sha256"]}
                         for n, c, w, s in zip(built.names, built.ckpts, weights,
@@ -358,19 +358,12 @@ def chunk_features(model, encoded: list[Encoded], ckpt, config: FeatureConfig, p
     from ..gradients.per_example import lora_layout
     layout = lora_layout(model)
     out = {d: np.zeros((len(encoded), d), np.float32) for d in config.dims}
-    moments = None
-    if gradient_type == "adam":
-        moments = {}
-        for p in layout:
-            if p.name not in ckpt.exp_avg:
-                raise UserError(f"{ckpt.path}: optimizer state has no moments for {p.name}")
-            moments[p.name] = (ckpt.exp_avg[p.name].to(device), ckpt.exp_avg_sq[p.name].to(device))
+    feature = gradient_feature(gradient_type, adam_variant).for_checkpoint(
+        ckpt, [p.name for p in layout], device)                     # (name, grad) -> feature
     acc: dict[int, torch.Tensor] = {}
 
     def on_block(param, grad):                                       # grad: [N, p]
-        if moments is not None:
-            m, v = moments[param.name]
-            grad = adam_preconditioned_gradient(grad, m, v, ckpt.betas, ckpt.eps, adam_variant, ckpt.step)
+        grad = feature(param.name, grad)
         for d, proj in projectors.items():
             contrib = proj.project_block(grad.float(), param.offset)    # [N, d]
             acc[d] = contrib if d not in acc else acc[d] + contrib
@@ -465,5 +458,5 @@ def subtasks_without_completion(examples: list[Example], config: FeatureConfig) 
     """Subtasks none of whose examples keeps a completion token after truncation."""
     tokenizer = load_tokenizer(config.model)
     encoded, _ = encode_all(examples, tokenizer, config.max_seq_length, config.template)
-    alive = {str(ex.subtask) for ex, enc in zip(examples, encoded) if enc.n_completion_tokens > 0}
+    alive = {str(examples[i].subtask) for i in split_by_completion(encoded)[0]}
     return sorted({str(ex.subtask) for ex in examples} - alive)
