@@ -9,7 +9,9 @@ Sections (each prints a table and writes ``benchmarks/results/<section>.json``):
            score matrices are bit-identical.
   select   The whole select stage (``run_select``: scoring, ranking, scores.csv, the selection JSONL
            in the input format, selection.json) on a synthetic 1M-row store with matching
-           1M-example pool JSONL files, in fresh processes; seconds and peak RSS.
+           1M-example pool JSONL files, in fresh processes; seconds and peak RSS, with the pool read
+           as before issue 14 (every example loaded; ``previous_pool_examples``) and streamed
+           (``data/pool_rows.py``), interleaved.
 
 Cold cache: before every run each chunk file is evicted with posix_fadvise(POSIX_FADV_DONTNEED)
 (clean pages of those files only, so other processes keep their cache); ``fincore`` (util-linux),
@@ -242,10 +244,27 @@ def build_select_inputs(root: Path, n: int, dim: int, chunk: int, n_files: int) 
     return pool, targets
 
 
-def _child_select(pool: str, targets: str, out: str) -> None:
+def previous_pool_examples(store):
+    """``select_stage.pool_examples_for_store`` as it was before issue 14, kept to measure against:
+    every pool example loaded as an ``Example``, rows looked up by (file, line)."""
+    from less_select.data import load_examples
+    mf = store.manifest
+    examples, _ = load_examples([f["path"] for f in mf["data_files"]], lenient=mf["lenient"],
+                                max_per_file=mf["max_examples"] or None)
+    by_key = {(e.source, e.line): e for e in examples}
+    rows = [by_key[(r["file"], r["line"])] for r in store.index()]
+    with open(store.path / "skipped.jsonl", encoding="utf-8") as fh:
+        unscored = [(by_key[(r["file"], r["line"])], r["reason"]) for r in map(json.loads, fh)]
+    return rows, unscored, len(examples)
+
+
+def _child_select(impl: str, pool: str, targets: str, out: str) -> None:
     import logging
     logging.disable(logging.WARNING)
+    from less_select import select_stage
     from less_select.select_stage import SelectConfig, run_select
+    if impl == "previous":
+        select_stage.pool_examples_for_store = previous_pool_examples
     t0 = time.perf_counter()
     report = run_select(SelectConfig(datastore=pool, targets=targets, output_dir=out, percentage=0.05))
     print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
@@ -264,30 +283,34 @@ def section_select(args) -> dict:
     gb = sum(f.stat().st_size for f in files) / 1e9
     pool_mb = sum(f.stat().st_size for f in root.glob("pool-*.jsonl")) / 1e6
     runs = []
+    impls = args.select_impls.split(",")
     try:
-        for rep in range(args.select_repeats):
-            out = root / f"selection-{rep}"
+        for rep, impl in ((rep, impl) for rep in range(args.select_repeats) for impl in impls):
+            out = root / f"selection-{rep}-{impl}"
             resident = evict(files, args.drop_caches)
             la = loadavg()
-            r = _run_child(["--_child-select", str(pool), str(targets), str(out)])
+            r = _run_child(["--_child-select", impl, str(pool), str(targets), str(out)])
             sel = out / "top_p0.05.jsonl"
             with open(sel, "rb") as fh:
                 n_lines = sum(1 for _ in fh)
             with open(out / "scores.csv", "rb") as fh:
                 n_csv = sum(1 for _ in fh) - 1
-            r.update(repeat=rep, loadavg=la, resident_bytes_before=resident, selection_lines=n_lines,
+            r.update(impl=impl, repeat=rep, loadavg=la, resident_bytes_before=resident, selection_lines=n_lines,
                      scores_csv_rows=n_csv, selection_mb=sel.stat().st_size / 1e6)
             runs.append(r)
             shutil.rmtree(out, ignore_errors=True)
-            print(f"  repeat {rep}: {r['seconds']:.1f}s, peak RSS {r['peak_rss_mb']:.0f} MB, "
+            print(f"  {impl:8s} repeat {rep}: {r['seconds']:.1f}s, peak RSS {r['peak_rss_mb']:.0f} MB, "
                   f"{n_lines:,} selected, load {la}", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    summary = {key: spread([r[key] for r in runs]) for key in ("seconds", "peak_rss_mb")}
+    summary = {impl: {key: spread([r[key] for r in runs if r["impl"] == impl]) for key in ("seconds", "peak_rss_mb")}
+               for impl in impls}
     print_table(f"select stage (run_select) on {n:,} pool examples ({args.pool_files} JSONL files, "
                 f"{pool_mb:.0f} MB) and a {n:,} x {dim} store ({gb:.2f} GB, cold page cache), "
-                f"27 subtasks, top 5% (median [min-max] of {len(runs)})",
-                ["seconds", "peak RSS MB"], [[_mmm(summary["seconds"]), _mmm(summary["peak_rss_mb"])]])
+                f"27 subtasks, top 5% (median [min-max] of {args.select_repeats}; previous = every pool "
+                "example loaded, current = streamed pool rows)",
+                ["pool reading", "seconds", "peak RSS MB"],
+                [[impl, _mmm(s["seconds"]), _mmm(s["peak_rss_mb"])] for impl, s in summary.items()])
     return {"rows": n, "dim": dim, "pool_files": args.pool_files, "pool_mb": pool_mb, "store_gb": gb,
             "write_seconds": t_write, "summary": summary, "runs": runs}
 
@@ -305,13 +328,16 @@ def main(argv=None) -> int:
     ap.add_argument("--select-rows", type=int, default=1_000_000, help="pool examples of the select section")
     ap.add_argument("--select-dim", type=int, default=1024, help="projection dimension of the select section")
     ap.add_argument("--select-repeats", type=int, default=3)
+    ap.add_argument("--select-impls", default="previous,current",
+                    help="pool reading of the select section: previous (every example loaded), current (streamed)")
     ap.add_argument("--pool-files", type=int, default=4, help="JSONL files the synthetic pool is split into")
     ap.add_argument("--drop-caches", action="store_true",
                     help="drop the whole page cache (root) instead of evicting the store's files")
+    ap.add_argument("--tag", default="", help="suffix of the results file name (e.g. 200k)")
     ap.add_argument("--workdir", default=os.environ.get("LESS_BENCH_WORKDIR", "/tmp/less_bench"))
     ap.add_argument("--results-dir", default=str(RESULTS))
     ap.add_argument("--_child-score", nargs=4, help=argparse.SUPPRESS)
-    ap.add_argument("--_child-select", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--_child-select", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._child_score:
         _child_score(*args._child_score)
@@ -335,8 +361,8 @@ def main(argv=None) -> int:
                    "wall_seconds": time.perf_counter() - t0,
                    "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
                    "loadavg_end": loadavg(), **payload}
-        path = write_result(f"select_{name}" if args.quick is False else f"select_{name}_quick", payload,
-                            Path(args.results_dir))
+        stem = f"select_{name}" + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
+        path = write_result(stem, payload, Path(args.results_dir))
         print(f"  -> {path} ({payload['wall_seconds']:.0f}s)", flush=True)
     return 0
 
