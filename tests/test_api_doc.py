@@ -42,5 +42,10 @@ def test_worked_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(code, str(DOC) + ":worked-example", "exec"), {"__name__": "api_example"})
     out = capsys.readouterr().out
     assert "8 of 40 selected; by task:" in out and "best: " in out
-    report = json.loads((tmp_path / "api_example" / "selected" / "selection.json").read_text())
+    sel = tmp_path / "api_example" / "selected"
+    report = json.loads((sel / "selection.json").read_text())
     assert set(report["exports"]) == {"hf", "llamafactory"}
+    # the export was written inside select's .part folder; it still loads after the rename
+    import datasets
+    exported = datasets.load_from_disk(str(sel / report["exports"]["hf"]["folder"]))
+    assert exported["rank"] == list(range(1, 9))
