@@ -215,7 +215,7 @@ def cost_benchmark(setup: dict, work: Path, pool_file: Path, repeats: int, proj_
             loads.append(loadavg())
             log.info("cost pool %d rep %d %s: %.2fs wall, %.2fs cpu", len(rows), rep, name,
                      wall[name][-1], cpu[name][-1])
-    out = {"setup": setup["name"], "pool_file": pool_file.name, "pool": len(rows), "targets": len(targets),
+    out = {"setup": f"{pool_file.name} -> {Path(setup['task']).name}", "pool_file": pool_file.name, "pool": len(rows), "targets": len(targets),
            "global_batch": gb, "update_step": update_step, "needed_per_reselection": need,
            "proj_dim": proj_dim, "lora_params": dense.total_params, "repeats": repeats,
            "loadavg_during": [min(loads), max(loads)],
