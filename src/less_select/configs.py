@@ -107,6 +107,15 @@ SHARED: dict[str, Shared] = {
                            "tydiqa)"),
     "overwrite": Shared(False, "rerun even if the output exists with other settings (the old output "
                                "is replaced only once the new one is complete)"),
+    # the LESS features: pool and targets (and dynamic selection) must use the same ones
+    "projector": Shared("sparse", "projection kind: sparse (sparse JL / CountSketch, fast), rademacher "
+                                  "(dense, the paper's) or identity (no projection; exact, small models "
+                                  "only)"),
+    "projection_seed": Shared(0, "seed of the projection; pool and targets must share it", non_negative),
+    "adam_variant": Shared("less", "Adam feature formula: less (the original: no bias correction, eps "
+                                   "inside the root), bias_corrected or eps_outside"),
+    "dim": Shared(0, "projection dimension to score with (0: the store's first)", non_negative),
+    "lowercase": Shared(True, "lowercase texts before tokenizing"),
 }
 
 

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .configs import non_negative, option, shared, to_dict
+from .configs import option, shared, to_dict
 from .data import Example
 from .errors import UserError
 from .export import parse_formats
@@ -33,8 +33,7 @@ class SelectConfig(BudgetConfig):
     datastore: str = option("", help="Finished pool datastore folder.")
     targets: str = option("", help="Finished target-features folder (same checkpoints and projection).")
     output_dir: str = option("", help="Selection folder to write.")
-    dim: int = option(0, help="Projection dimension to score with (0: the store's first).",
-                      check=non_negative)
+    dim: int = shared("dim")
     subtask_rule: SubtaskRuleName = option("max", help=(
         "How per-subtask influence becomes one ranking: max (LESS: max over subtasks) or balanced "
         "(round-robin over subtasks, each by its own ranking; no subtask is starved)."))

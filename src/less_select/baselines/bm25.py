@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..configs import Bounds, non_negative, option
+from ..configs import Bounds, non_negative, option, shared
 from ..data.example import Example
 from ..progress import Progress, bar_enabled
 from .aggregate import SubtaskAccumulator, subtask_names
@@ -50,7 +50,7 @@ class BM25Config:
     method: BM25Method = option("lucene", help="bm25s scoring variant")
     stopwords: Literal["en", "none"] = option("en", help="remove bm25s' English stopword list ('en') "
                                                           "or keep every token ('none')")
-    lowercase: bool = option(True, help="lowercase texts before tokenizing")
+    lowercase: bool = shared("lowercase")
 
 
 class BM25Selector:

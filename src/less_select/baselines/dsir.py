@@ -50,7 +50,7 @@ class DSIRConfig:
                               check=positive)
     smoothing: float = option(1.0, help="add-alpha smoothing of both bucket distributions (1 = add-one)",
                               check=positive)
-    lowercase: bool = option(True, help="lowercase texts before tokenizing")
+    lowercase: bool = shared("lowercase")
     resample: bool = option(True, help="add seeded Gumbel noise so that top-k = importance resampling "
                                        "without replacement; false: score = log importance weight")
     seed: int = shared("seed")

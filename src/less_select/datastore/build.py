@@ -53,13 +53,10 @@ class FeatureConfig:
         "Warmup checkpoint folders, or one folder holding checkpoint-* subfolders "
         "(ours, HF Trainer with optimizer.pt, or FSDP optimizer.bin)."))
     output_dir: str = option("", help="Folder to write the store into.")
-    projector: str = option("sparse", help=(
-        "Projection kind: 'sparse' (sparse JL / CountSketch, fast, default), 'rademacher' "
-        "(dense, the paper's), or 'identity' (no projection; exact, small models only)."))
+    projector: str = shared("projector")
     dims: list[int] = option(factory=lambda: [8192], help="Projection dimensions d (several in one pass).",
                              check=positive)
-    projection_seed: int = option(0, help="Seed of the projection; pool and targets must share it.",
-                                  check=non_negative)
+    projection_seed: int = shared("projection_seed")
     max_seq_length: int = shared("max_seq_length")
     template: Template = shared("template")
     dtype: str = shared("dtype")
@@ -87,9 +84,7 @@ class DatastoreConfig(FeatureConfig):
 
     data: list[str] = option(factory=list, help="Pool files (.jsonl/.json/.parquet, optionally .gz).")
     gradient_type: Literal["adam", "sgd"] = option("adam", help="Feature of pool examples: adam (LESS) or sgd.")
-    adam_variant: AdamVariant = option("less", help=(
-        "Adam feature formula: less (the original: no bias correction, eps inside the root), "
-        "bias_corrected, eps_outside."))
+    adam_variant: AdamVariant = shared("adam_variant")
     mean_lrs: list[float] = option(factory=list, help="Override each checkpoint's mean learning rate.",
                                    check=positive)
     lenient: bool = shared("lenient")

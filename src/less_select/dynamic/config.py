@@ -37,13 +37,10 @@ class DynamicOptions:
     exclude_trained: bool = option(False, help="never select an example already trained on in this run")
     subtask_rule: Literal["max", "balanced"] = option("max", help=(
         "how per-subtask influence ranks the pool: max (LESS) or balanced (round-robin over subtasks)"))
-    projector: str = option("sparse", help="projection kind: sparse (fast), rademacher (dense, the "
-                                           "paper's) or identity (exact, small models only)")
+    projector: str = shared("projector")
     proj_dim: int = option(8192, help="projection dimension d")
-    projection_seed: int = option(0, help="seed of the random projection")
-    adam_variant: AdamVariant = option("less", help=(
-        "Adam feature formula: less (no bias correction, eps inside the root), bias_corrected, "
-        "eps_outside"))
+    projection_seed: int = shared("projection_seed")
+    adam_variant: AdamVariant = shared("adam_variant")
     max_tokens_per_batch: int = shared("max_tokens_per_batch")
     max_batch_size: int = shared("max_batch_size")
 

@@ -79,7 +79,7 @@ class PredictConfig(DatastoreConfig, BudgetConfig):
     forward_features: bool = option(True, help=(
         "Also use forward-pass features (loss, logit-gradient norm, entropy under the base model and "
         "each checkpoint): one forward pass per example and model, no backward."))
-    dim: int = option(0, help="Projection dimension to score with (0: the store's first).")
+    dim: int = shared("dim")
 
 
 def check_config(config: PredictConfig) -> None:
