@@ -33,18 +33,20 @@ def render(results: Path) -> str:
     load = lambda n: json.loads((results / f"{n}.json").read_text()) if (results / f"{n}.json").is_file() else None  # noqa: E731
     tp = load("throughput")
     if tp:
-        out.append(f"**Throughput** (d={tp['dim']}, sparse projector, P={tp['total_params']:,}, "
-                   f"{tp['runs'][0]['datastore']['examples']} examples / {tp['tokens']} tokens; "
-                   f"original: {tp['runs'][0]['original']['examples']} examples, dense projection timed on "
+        out.append(f"**Throughput** (d={tp['dim']}, sparse projector, same batches for both, "
+                   f"{len(tp['runs'][0]['ratios'])} interleaved repeats; original: dense projection timed on "
                    f"{tp['runs'][0]['original']['dense_projection_rows_measured']} of {tp['dim']} rows and scaled)\n")
-        out.append(table(["threads", "plain fwd+bwd ex/s", "datastore ex/s", "datastore tok/s",
-                          "datastore / plain", "original ex/s", "orig. batch-1 grads ex/s",
-                          "orig. dense proj ex/s", "datastore / original", "load avg"],
-                         [[r["threads"], r["plain_fwd_bwd"]["examples_per_s"], r["datastore"]["examples_per_s"],
-                           r["datastore"]["tokens_per_s"], r["datastore_vs_plain"], r["original"]["examples_per_s"],
-                           r["original"]["grad_loop_examples_per_s"],
-                           r["original"]["dense_projection_examples_per_s"], r["datastore_vs_original"],
-                           f"{r['loadavg'][0]}-{r['loadavg'][1]}"] for r in tp["runs"]]))
+        out.append(table(["model", "P", "examples / tokens", "plain fwd+bwd ex/s", "datastore ex/s",
+                          "datastore / plain, median [min-max]", "padding (greedy)", "original ex/s",
+                          "datastore / original", "load avg"],
+                         [[f"{r['size']} ({r['model_parameters'] / 1e6:.1f}M)", f"{r['total_params']:,}",
+                           f"{r['examples']} / {r['tokens']}", r["plain_examples_per_s"],
+                           r["datastore_examples_per_s"],
+                           f"{r['ratio_median']:.3f} [{r['ratio_min']:.3f}-{r['ratio_max']:.3f}]",
+                           f"{100 * r['padding']['padding_aware']['padding_over_real']:.0f}% "
+                           f"({100 * r['padding']['greedy']['padding_over_real']:.0f}%)",
+                           r["original"]["examples_per_s"], r["datastore_vs_original"],
+                           f"{min(r['loadavg'])}-{max(r['loadavg'])}"] for r in tp["runs"]]))
     fid = load("fidelity")
     if fid:
         out.append(f"\n**Fidelity** ({fid['pool_examples']} pool examples vs {fid['target_examples']} BBH "
