@@ -220,16 +220,16 @@ def one_run(run: Path, cfg: dict, mode: str, fraction: float, seed: int, full: d
 
 
 def predict_runs(work: Path, files: list[str], task: str, data_dir: str, opts: dict, full: dict,
-                 args, seeds, scorer, on_run=lambda runs: None) -> list[dict]:
+                 args, seeds, fractions, scorer, on_run=lambda runs: None) -> list[dict]:
     """Seed by seed (each seed at every fraction and mode), so a cut-short benchmark still has whole
     seeds; ``on_run`` gets the results so far after each run (the JSON is rewritten each time)."""
     out = []
     runs = work / ("runs" if scorer is not None else "e2e")
     cfg = dict(data=files, task=task, data_dir=data_dir, targets=str(full["targets"]),
                percentage=args.percentage, targets_max_seq_length=args.targets_max_seq_length,
-               predictor=args.predictor, folds=args.folds, **opts)
+               predictor=args.predictor, folds=args.folds, forward_features=args.forward_features, **opts)
     for seed in seeds:
-        for fraction in args.fractions:
+        for fraction in fractions:
             run = runs / f"f{fraction:g}_s{seed}"
             share_caches(work, run)
             for mode in ("predicted", "cascade"):
@@ -384,11 +384,12 @@ def workload(name: str, work: Path, files: list[str], task: str, data_dir: str, 
         state.update(kw)
         partial(name, {**head, **state, "summary": summarize(state["runs"], base, state["quality"]),
                        "summary_end_to_end": summarize(state["e2e"], base, None)})
-    replay = predict_runs(work, files, task, data_dir, opts, full, args, args.seeds, Replay(full),
+    replay = predict_runs(work, files, task, data_dir, opts, full, args, args.seeds, args.fractions, Replay(full),
                           on_run=lambda rs: save(runs=rs))
     if args.train_epochs > 0:
         training(work, model, full, replay, task, data_dir, args, on_run=lambda q: save(quality=q))
-    predict_runs(work, files, task, data_dir, opts, full, args, args.end_to_end_seeds, None,
+    predict_runs(work, files, task, data_dir, opts, full, args, args.end_to_end_seeds,
+                 args.end_to_end_fractions or args.fractions, None,
                  on_run=lambda rs: save(e2e=rs))
     head["complete"] = True
     save()
@@ -401,7 +402,7 @@ PARTIAL: dict = {}
 def partial(name: str, payload: dict) -> None:
     """Rewrite the results file with what has been measured so far."""
     PARTIAL["result"]["workloads"][name] = payload
-    write_result("predict", PARTIAL["result"], PARTIAL["dir"])
+    write_result(PARTIAL["name"], PARTIAL["result"], PARTIAL["dir"])
 
 
 def log(msg: str) -> None:
@@ -431,10 +432,15 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--end-to-end-seeds", type=lambda s: [int(x) for x in s.split(",") if x], default=[0],
                     help="seeds also run with real gradients (measured seconds, score check); '' for none")
+    ap.add_argument("--end-to-end-fractions", type=lambda s: [float(x) for x in s.split(",")], default=None,
+                    help="sample fractions of those runs (default: --fractions)")
     ap.add_argument("--train-epochs", type=int, default=3, help="epochs of training on each selection (0: none)")
     ap.add_argument("--keep-full", action="store_true", help=(
         "reuse the full LESS stores, seconds and baseline recalls of an earlier run of the same "
         "workload (full_less.json) instead of measuring them again"))
+    ap.add_argument("--no-forward-features", dest="forward_features", action="store_false",
+                    help="predict without its forward features (the ablation)")
+    ap.add_argument("--tag", default="", help="results file predict_<tag>.json instead of predict.json")
     ap.add_argument("--quick", action="store_true", help="toy sizes for a smoke test")
     ap.add_argument("--workdir", default=os.environ.get("LESS_BENCH_WORKDIR", "/tmp/less_bench_predict"))
     ap.add_argument("--results-dir", default=str(RESULTS))
@@ -449,7 +455,7 @@ def main(argv=None) -> int:
     result = {"section": "predict", "quick": args.quick, "machine": machine_info(),
               "settings": {k: v for k, v in vars(args).items() if k not in ("workdir", "results_dir")},
               "workloads": {}}
-    PARTIAL.update(result=result, dir=Path(args.results_dir))
+    PARTIAL.update(result=result, dir=Path(args.results_dir), name="predict" + (f"_{args.tag}" if args.tag else ""))
     for name in args.workloads.split(","):
         wdir = work / name
         if name == "demo":
@@ -463,7 +469,7 @@ def main(argv=None) -> int:
             files, task, data_dir = (real_pool(Path(args.data_dir), wdir, args.per_source, args.max_chars),
                                      "bbh", args.data_dir)
         result["workloads"][name] = workload(name, wdir, files, task, data_dir, args)
-    path = write_result("predict", result, Path(args.results_dir))
+    path = write_result(PARTIAL["name"], result, Path(args.results_dir))
     for name, w in result["workloads"].items():
         for title, summary in (("replayed", w["summary"]), ("end to end, real gradients", w["summary_end_to_end"])):
             rows = [[s["mode"], s["sample_fraction"], s["seeds"], s["recall"]["mean"],
