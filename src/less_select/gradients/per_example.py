@@ -8,6 +8,8 @@ HF's batch-mean loss would instead weight each example by its share of the batch
 
 Each module's gradient block is handed to a callback as soon as its backward hook fires, so the
 caller can transform and project it module by module and the full [N, P] matrix is never held.
+The output head computes logits only at the loss positions (:func:`loss_positions_only`): the
+gradient is the same, and the vocabulary-wide work of prompt and padding positions is skipped.
 """
 
 from __future__ import annotations
