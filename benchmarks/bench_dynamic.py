@@ -426,8 +426,9 @@ def main(argv=None) -> int:
     else:
         log.warning("%s has no real pool/MMLU: real-data part skipped", data_dir)
     if not args.skip_cost:
-        pools = ([real_pool_file(work, data_dir, 300 if args.quick else n) for n in args.cost_pools]
-                 if has_real else [Path(setups[0]["pool_files"][0])])
+        sizes = [300] if args.quick else args.cost_pools
+        pools = ([real_pool_file(work, data_dir, n) for n in sizes] if has_real
+                 else [Path(setups[0]["pool_files"][0])])
         result["cost"], result["cost_command"] = [], result["command"]
         for pool in pools:
             result["cost"].append(cost_benchmark(setups[-1], work / "cost", pool, args.repeats, args.proj_dim))
