@@ -181,6 +181,8 @@ def run_bergson(model_dir, bckpt, data: dict, out: Path, args) -> dict:
 # --------------------------------------------------------------------------- one model size
 
 def _spread(xs: list[float]) -> dict:
+    if not xs:
+        return {"median": None, "min": None, "max": None, "values": []}
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "values": xs}
 
 
@@ -205,11 +207,13 @@ def bench_size(name: str, wl: Workload, args, work: Path) -> dict:
         for tool in ("ours", "bergson"):
             tb, ts = row[f"{tool}_big"]["seconds"], row[f"{tool}_small"]["seconds"]
             row[f"{tool}_ex_per_s"] = big["n"] / tb
-            row[f"{tool}_marginal_ex_per_s"] = (big["n"] - small["n"]) / max(tb - ts, 1e-9)
+            # undefined when the extra examples cost less than the noise of the process start
+            row[f"{tool}_marginal_ex_per_s"] = (big["n"] - small["n"]) / (tb - ts) if tb > ts else None
         row["ratio_end_to_end"] = row["ours_ex_per_s"] / row["bergson_ex_per_s"]
-        row["ratio_marginal"] = row["ours_marginal_ex_per_s"] / row["bergson_marginal_ex_per_s"]
+        ours_m, theirs_m = row["ours_marginal_ex_per_s"], row["bergson_marginal_ex_per_s"]
+        row["ratio_marginal"] = ours_m / theirs_m if ours_m and theirs_m else None
         runs.append(row)
-    summary = {k: _spread([r[k] for r in runs]) for k in
+    summary = {k: _spread([r[k] for r in runs if r[k] is not None]) for k in
                ("ours_ex_per_s", "bergson_ex_per_s", "ratio_end_to_end", "ours_marginal_ex_per_s",
                 "bergson_marginal_ex_per_s", "ratio_marginal")}
     return {"size": name, "workload": wl.__dict__, "model_parameters": n_params,
@@ -248,7 +252,8 @@ def main(argv=None) -> int:
     results = [bench_size(s, SIZES[s], args, size_dir(Path(args.workdir), s)) for s in sizes]
     rows = []
     for r in results:
-        s = r["summary"]
+        s = {k: (v if v["median"] is not None else {"median": float("nan"), "min": float("nan"),
+                                                      "max": float("nan")}) for k, v in r["summary"].items()}
         rows.append([r["size"], f"{r['model_parameters'] / 1e6:.1f}M", r["examples"],
                      s["ours_ex_per_s"]["median"], s["bergson_ex_per_s"]["median"],
                      f"{s['ratio_end_to_end']['median']:.2f} ({s['ratio_end_to_end']['min']:.2f}-"
