@@ -77,37 +77,23 @@ def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np
     ``target_examples`` feed the diagnostics (completion lengths of the targets). ``order`` (positions
     into ``examples``, best first; a permutation) replaces the ranking by score, for a method whose
     ranking is not one score's order (predict's cascade ranks its real scores before predictions)."""
-    from .diagnostics import selection_diagnostics
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rule = get_rule(subtask_rule)
-    given, order = (None if order is None else np.asarray(order, dtype=np.int64)), None
+    ranked = None
     if per_subtask is not None:
-        per_subtask = np.asarray(per_subtask)
-        if subtasks is None or per_subtask.shape != (len(examples), len(subtasks)):
-            raise ValueError(f"per_subtask of shape {per_subtask.shape} does not match "
-                             f"{len(examples)} examples x {len(subtasks or [])} subtasks")
-        scores = rule.score(per_subtask)
-        order = rule.rank(per_subtask)
-        best_subtask = [subtasks[j] for j in per_subtask.argmax(axis=1)] if len(subtasks) > 1 or \
-            best_subtask is None else best_subtask
-        if not (out / "per_subtask_scores.npy").is_file():
-            np.save(out / "per_subtask_scores.npy", per_subtask.astype(np.float32))
+        scores, ranked, best_subtask = _from_per_subtask(out, examples, per_subtask, subtasks, rule,
+                                                         best_subtask)
     if scores is None or len(examples) != len(scores):
         raise ValueError("examples and scores differ in length")
     n_pool = n_pool if n_pool is not None else len(examples) + len(unscored)
-    k = budget.n_select(n_pool)
-    warnings = []
-    if k > len(examples):
-        warnings.append(f"budget {k} exceeds the {len(examples)} scored examples; selecting all of them")
-        k = len(examples)
-    if k <= 0:
-        raise UserError(f"the budget selects no example from a pool of {n_pool}; raise --percentage or --top-k")
-    if given is not None:
-        if not np.array_equal(np.sort(given), np.arange(len(examples))):
+    k, warnings = _budget(budget, n_pool, len(examples))
+    if order is not None:
+        order = np.asarray(order, dtype=np.int64)
+        if not np.array_equal(np.sort(order), np.arange(len(examples))):
             raise ValueError(f"order must be a permutation of the {len(examples)} example positions")
-        order = given
-    order = rank_order(scores) if order is None else order
+    else:
+        order = rank_order(scores) if ranked is None else ranked
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)
     chosen = order[:k]
@@ -121,8 +107,47 @@ def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np
     from .export import write_exports
     exports = write_exports(out, sel_path, [examples[i] for i in chosen], [scores[i] for i in chosen],
                             budget.export, method)
+    _write_scores_csv(out / "scores.csv", examples, scores, order, rank, k, best_subtask, unscored)
 
-    with atomic_file(out / "scores.csv") as table:
+    report = _report(examples, scores, chosen, method, n_pool, len(unscored), budget, sel_path.name,
+                     rule.name, subtasks, warnings, exports, extra)
+    report.update(_diagnostics(examples, chosen, best_subtask, subtasks, target_examples, warnings))
+    for msg in report["warnings"]:
+        log.warning(msg)
+    write_atomic(out / "selection.json", json.dumps(report, indent=2))
+    log.info("%s: selected %d of %d example(s) -> %s", method, k, n_pool, sel_path)
+    return report
+
+
+def _from_per_subtask(out: Path, examples, per_subtask, subtasks, rule, best_subtask):
+    """Scores, ranking and best subtask of ``per_subtask`` ``[n, K]`` under the subtask rule; saves
+    ``per_subtask_scores.npy`` unless already there."""
+    per_subtask = np.asarray(per_subtask)
+    if subtasks is None or per_subtask.shape != (len(examples), len(subtasks)):
+        raise ValueError(f"per_subtask of shape {per_subtask.shape} does not match "
+                         f"{len(examples)} examples x {len(subtasks or [])} subtasks")
+    if len(subtasks) > 1 or best_subtask is None:
+        best_subtask = [subtasks[j] for j in per_subtask.argmax(axis=1)]
+    if not (out / "per_subtask_scores.npy").is_file():
+        np.save(out / "per_subtask_scores.npy", per_subtask.astype(np.float32))
+    return rule.score(per_subtask), rule.rank(per_subtask), best_subtask
+
+
+def _budget(budget: BudgetConfig, n_pool: int, n_scored: int) -> tuple[int, list[str]]:
+    """The number selected (the budget, capped at the scored examples) and the warning of a cap."""
+    k = budget.n_select(n_pool)
+    warnings = []
+    if k > n_scored:
+        warnings.append(f"budget {k} exceeds the {n_scored} scored examples; selecting all of them")
+        k = n_scored
+    if k <= 0:
+        raise UserError(f"the budget selects no example from a pool of {n_pool}; raise --percentage or --top-k")
+    return k, warnings
+
+
+def _write_scores_csv(path: Path, examples, scores, order, rank, k: int, best_subtask, unscored) -> None:
+    """Every pool example, best first, then the unscored ones with their reason."""
+    with atomic_file(path) as table:
         w = csv.writer(table)
         # ``row``: the example's row in per_subtask_scores.npy (how ``fuse`` aligns methods)
         w.writerow(["rank", "score", "selected", "id", "file", "line", "task", "best_subtask", "status", "row"])
@@ -133,28 +158,30 @@ def write_selection(out_dir: str | Path, examples: Sequence[Example], scores: np
         for ex, reason in unscored:
             w.writerow(["", "", 0, ex.id, ex.source, ex.line, _task_of(ex) or "", "", reason, ""])
 
+
+def _report(examples, scores, chosen, method: str, n_pool: int, n_unscored: int, budget: BudgetConfig,
+            selected_file: str, rule_name: str, subtasks, warnings: list[str], exports, extra) -> dict:
+    """``selection.json`` without its diagnostics: counts, score statistics, per-source/task shares."""
     sel = [examples[i] for i in chosen]
     by_source = collections.Counter(Path(e.source).name for e in sel)
     by_task = collections.Counter(_task_of(e) or "<none>" for e in sel)
     s = np.asarray(scores, dtype=np.float64)
-    report = {
-        "method": method, "n_pool": n_pool, "n_scored": len(examples), "n_unscored": len(unscored),
-        "n_selected": k, "budget": {"percentage": budget.percentage, "top_k": budget.top_k},
-        "selected_file": sel_path.name,
+    return {
+        "method": method, "n_pool": n_pool, "n_scored": len(examples), "n_unscored": n_unscored,
+        "n_selected": len(chosen), "budget": {"percentage": budget.percentage, "top_k": budget.top_k},
+        "selected_file": selected_file,
         "score_stats": {"mean": float(s.mean()), "std": float(s.std()), "min": float(s.min()),
                         "max": float(s.max()), "threshold": float(s[chosen[-1]])},
         "selected_by_source": dict(by_source.most_common()),
         "selected_by_task": dict(by_task.most_common()),
-        "subtask_rule": rule.name,
+        "subtask_rule": rule_name,
         **({"subtasks": list(subtasks)} if subtasks is not None else {}),
         "warnings": warnings, **({"exports": exports} if exports else {}), **(extra or {}),
     }
+
+
+def _diagnostics(examples, chosen, best_subtask, subtasks, target_examples, warnings) -> dict:
+    """The diagnostics numbers and all warnings (the budget's, then the diagnostics')."""
+    from .diagnostics import selection_diagnostics
     diag = selection_diagnostics(examples, chosen, best_subtask, subtasks, target_examples)
-    report["diagnostics"] = diag["numbers"]
-    report["warnings"] = warnings + diag["warnings"]
-    warnings = report["warnings"]
-    for msg in warnings:
-        log.warning(msg)
-    write_atomic(out / "selection.json", json.dumps(report, indent=2))
-    log.info("%s: selected %d of %d example(s) -> %s", method, k, n_pool, sel_path)
-    return report
+    return {"diagnostics": diag["numbers"], "warnings": warnings + diag["warnings"]}
