@@ -116,27 +116,9 @@ def summary_sentences(rows: Sequence[Mapping], family_counts: Mapping[str, Mappi
     if less is not None:
         for ref in reference_methods:
             other = by_method.get(ref)
-            if other is None:
-                continue
-            dem = _num(less.get("exact_match")) - _num(other.get("exact_match"))
-            dloss = _num(less.get("target_loss")) - _num(other.get("target_loss"))
-            parts = []
-            if not math.isnan(dem):
-                parts.append(f"{100 * dem:+.1f} points of exact match")
-            if not math.isnan(dloss):
-                parts.append(f"{dloss:+.3f} target loss")
-            if parts:
-                if not math.isnan(dem):
-                    verdict = ("better" if dem > 0 else "worse" if dem < 0 else "level") \
-                        + " on exact match"
-                else:
-                    verdict = ("better" if dloss < 0 else "worse" if dloss > 0 else "level") \
-                        + " on target loss"
-                size = ""
-                ns, no = _num(less.get("n_selected")), _num(other.get("n_selected"))
-                if not math.isnan(ns) and not math.isnan(no) and no > 0 and ns != no:
-                    size = f", training on {ns / no:.0%} as many examples"
-                out.append(f"LESS vs {ref}: {', '.join(parts)} ({verdict}{size}).")
+            sentence = _less_vs(less, other, ref) if other is not None else None
+            if sentence:
+                out.append(sentence)
     if family_counts and roles:
         rs = _role_shares(family_counts, roles)
         ranked = sorted(rs.items(), key=lambda kv: -kv[1]["relevant"])
@@ -154,6 +136,28 @@ def summary_sentences(rows: Sequence[Mapping], family_counts: Mapping[str, Mappi
         elif spread < 0.02:
             out.append("All methods are within 2 points of exact match: treat the ranking as noise.")
     return out
+
+
+def _less_vs(less: Mapping, other: Mapping, ref: str) -> str | None:
+    """One sentence comparing LESS's row with a reference method's (None when nothing compares)."""
+    dem = _num(less.get("exact_match")) - _num(other.get("exact_match"))
+    dloss = _num(less.get("target_loss")) - _num(other.get("target_loss"))
+    parts = []
+    if not math.isnan(dem):
+        parts.append(f"{100 * dem:+.1f} points of exact match")
+    if not math.isnan(dloss):
+        parts.append(f"{dloss:+.3f} target loss")
+    if not parts:
+        return None
+    if not math.isnan(dem):
+        verdict = ("better" if dem > 0 else "worse" if dem < 0 else "level") + " on exact match"
+    else:
+        verdict = ("better" if dloss < 0 else "worse" if dloss > 0 else "level") + " on target loss"
+    size = ""
+    ns, no = _num(less.get("n_selected")), _num(other.get("n_selected"))
+    if not math.isnan(ns) and not math.isnan(no) and no > 0 and ns != no:
+        size = f", training on {ns / no:.0%} as many examples"
+    return f"LESS vs {ref}: {', '.join(parts)} ({verdict}{size})."
 
 
 # ----------------------------------------------------------------------------- figures
@@ -274,7 +278,20 @@ def write_report(out_dir: str | Path, rows: Sequence[Mapping],
           "reported for the method.", ""]
     md += ["## What the numbers say", ""] + [f"- {s}" for s in summary_sentences(
         rows, family_counts, roles)] + [""]
-    md += ["## Task families in each selection", ""]
+    md += _family_table(family_counts, roles)
+    if less_scores is not None and score_families is not None:
+        md += _scores_by_role(less_scores, score_families, roles)
+    md += ["![metrics](metrics.png)", "", "![LESS scores](less_scores.png)", "",
+           "![family shares](family_share.png)", ""]
+    if notes:
+        md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    paths["summary"].write_text("\n".join(md), encoding="utf-8")
+    return paths
+
+
+def _family_table(family_counts: Mapping[str, Mapping[str, int]], roles) -> list[str]:
+    """Markdown lines: each task family's share of each selection, relevant families first."""
+    md = ["## Task families in each selection", ""]
     shares = family_shares(family_counts)
     fams = sorted({f for s in shares.values() for f in s},
                   key=lambda f: ({"relevant": 0, "distractor": 1}.get(_role_of(f, roles), 2), f))
@@ -283,20 +300,17 @@ def write_report(out_dir: str | Path, rows: Sequence[Mapping],
     for fam in fams:
         md.append(f"| {fam} | {_role_of(fam, roles)} | " + " | ".join(
             f"{100 * shares[m].get(fam, 0.0):.1f}%" for m in shares) + " |")
-    md.append("")
-    if less_scores is not None and score_families is not None:
-        import numpy as np
-        sc = np.asarray(less_scores, dtype=float)
-        md += ["## LESS scores by role", "", "| role | examples | mean score |", "|---|---|---|"]
-        for role in ("relevant", "distractor", "other"):
-            sel = np.array([_role_of(f, roles) == role for f in score_families], dtype=bool)
-            sel &= np.isfinite(sc)
-            mean = f"{sc[sel].mean():.4f}" if sel.any() else "-"
-            md.append(f"| {role} | {int(sel.sum())} | {mean} |")
-        md.append("")
-    md += ["![metrics](metrics.png)", "", "![LESS scores](less_scores.png)", "",
-           "![family shares](family_share.png)", ""]
-    if notes:
-        md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    paths["summary"].write_text("\n".join(md), encoding="utf-8")
-    return paths
+    return md + [""]
+
+
+def _scores_by_role(less_scores: Sequence[float], score_families: Sequence[str], roles) -> list[str]:
+    """Markdown lines: the mean LESS score of the relevant, distractor and other examples."""
+    import numpy as np
+    sc = np.asarray(less_scores, dtype=float)
+    md = ["## LESS scores by role", "", "| role | examples | mean score |", "|---|---|---|"]
+    for role in ("relevant", "distractor", "other"):
+        sel = np.array([_role_of(f, roles) == role for f in score_families], dtype=bool)
+        sel &= np.isfinite(sc)
+        mean = f"{sc[sel].mean():.4f}" if sel.any() else "-"
+        md.append(f"| {role} | {int(sel.sum())} | {mean} |")
+    return md + [""]
