@@ -224,6 +224,10 @@ def validate(config, where: str | None = None):
         bounds = f.metadata.get("check")
         if bounds is not None:
             _check_bounds(value, bounds, label)
+        if f.metadata.get("shared") == "device" and value is not None:
+            # refused before the stage reads or writes anything (e.g. cuda on a machine without one)
+            from .modeling import resolve_device
+            resolve_device(value, label)
     return config
 
 

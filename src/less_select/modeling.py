@@ -37,10 +37,10 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto", label: str = "--device") -> torch.device:
     """``auto`` (this process's GPU, ``LOCAL_RANK``, if CUDA is available, else the CPU), ``cpu``,
-    ``cuda`` (= ``cuda:LOCAL_RANK``) or ``cuda:N``; a one-line error for anything else or for a GPU
-    that is not there."""
+    ``cuda`` (= ``cuda:LOCAL_RANK``) or ``cuda:N``; a one-line error (naming the option as
+    ``label``) for anything else or for a GPU that is not there."""
     name = (name or "auto").strip().lower()
     if name == "auto":
         return default_device()
@@ -48,14 +48,14 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
         if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: torch sees no CUDA GPU on this machine; use --device cpu "
+            raise UserError(f"{label} {name}: torch sees no CUDA GPU on this machine; use --device cpu "
                             "or auto")
         index = int(name[5:]) if ":" in name else int(os.environ.get("LOCAL_RANK", 0))
         if index >= torch.cuda.device_count():
-            raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible "
+            raise UserError(f"{label} {name}: only {torch.cuda.device_count()} GPU(s) visible "
                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
         return torch.device("cuda", index)
-    raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    raise UserError(f"{label} {name!r}: expected auto, cpu, cuda or cuda:N")
 
 
 def _check_local(name_or_path: str, what: str) -> None:

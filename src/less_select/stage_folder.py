@@ -195,7 +195,12 @@ def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def stage_settings(config, data_files: list[str], exclude: tuple[str, ...] = ("overwrite",)) -> dict[str, Any]:
+# Options that change where a stage runs, not what it writes: never part of the skip key (the
+# datastore's RUN_ONLY leaves ``device`` out the same way), so a GPU output is reused on the CPU.
+RUN_ONLY = ("overwrite", "device")
+
+
+def stage_settings(config, data_files: list[str], exclude: tuple[str, ...] = RUN_ONLY) -> dict[str, Any]:
     """A stage's settings for skip/refuse: its config plus the content hash of its data files, so a
     file rewritten in place (e.g. a new selection) never reuses an output made from the old one."""
     from dataclasses import asdict

@@ -42,6 +42,7 @@ class RDSConfig:
     template: Template = shared("template")
     max_seq_length: int = shared("max_seq_length")
     dtype: str = shared("dtype")
+    device: str = shared("device")
     max_tokens_per_batch: int = shared("max_tokens_per_batch")
     max_batch_size: int = shared("max_batch_size")
 
@@ -62,7 +63,7 @@ class RDSSelector:
             if not self.config.model:
                 raise UserError(f"baseline '{self.name}': option 'model' is required (the model whose "
                                 f"hidden states embed the examples)")
-            from ..modeling import load_model_with_adapter, load_tokenizer
+            from ..modeling import load_model_with_adapter, load_tokenizer, resolve_device
             if self._tokenizer is None:
                 adapter = self.config.adapter
                 # An adapter folder that ships its own tokenizer (added tokens) wins.
@@ -70,7 +71,8 @@ class RDSSelector:
                 self._tokenizer = load_tokenizer(src)
             if self._model is None:
                 self._model = load_model_with_adapter(self.config.model, self.config.adapter,
-                                                      self.config.dtype)
+                                                      self.config.dtype,
+                                                      resolve_device(self.config.device))
         return self._model, self._tokenizer
 
     def _embed_kwargs(self, what: str) -> dict:

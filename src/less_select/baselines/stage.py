@@ -43,6 +43,8 @@ class BaselineConfig(BudgetConfig):
         "(default: --model; none given: no example is left out)."))
     max_seq_length: int = shared("max_seq_length")
     template: Template = shared("template")
+    dtype: str = shared("dtype")      # rds, rds_plus
+    device: str = shared("device")    # rds, rds_plus
     options: dict[str, Any] = option(factory=dict, cli=False,
                                      help="Further options of the method (YAML/Python only), e.g. {k1: 1.2}.")
     subtask_rule: SubtaskRuleName = option("max", help=(
@@ -68,6 +70,9 @@ def method_options(config: BaselineConfig) -> dict[str, Any]:
         opts["max_seq_length"] = config.max_seq_length
     if "template" in fields:
         opts["template"] = config.template
+    for name in ("dtype", "device"):  # the embedding model's (rds, rds_plus)
+        if name in fields:
+            opts[name] = getattr(config, name)
     opts.update(config.options)
     baseline_config(config.method, **opts)  # validate early, naming any bad option
     return opts
@@ -84,7 +89,7 @@ def run_baseline(config: BaselineConfig) -> dict:
         raise UserError(f"baseline {config.method} needs a target --task")
     settings = stage_settings(config, config.data)
     with stage_dir(config.output_dir, f"baseline:{config.method}", settings,
-                   overwrite=config.overwrite) as part:
+                   overwrite=config.overwrite, config=dataclasses.asdict(config)) as part:
         if part is None:
             return json.loads((Path(config.output_dir) / "selection.json").read_text())
         examples, report = load_examples(config.data, lenient=config.lenient,

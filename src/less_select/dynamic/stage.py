@@ -13,6 +13,7 @@ running the same command again resumes from the last one and reuses the selectio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-from ..configs import option, shared
+from ..configs import option, shared, validate
 from ..data import load_examples
 from ..data.encode import encode_all, split_by_completion
 from ..errors import UserError
@@ -99,6 +100,7 @@ def _inputs(config: DynamicTrainConfig):
 def run_dynamic_train(config: DynamicTrainConfig) -> Path:
     """Train with dynamic LESS selection and save the model to ``output_dir`` (see module docstring)."""
     from transformers.trainer_utils import get_last_checkpoint
+    validate(config)
     if not config.pool_files:
         raise UserError("no pool files given (--pool-files)")
     out = Path(config.output_dir)
@@ -110,7 +112,8 @@ def run_dynamic_train(config: DynamicTrainConfig) -> Path:
     rows, kept, dropped, targets, labels = _inputs(config)
     if config.overwrite and part.exists() and os.environ.get("RANK", "0") == "0":
         shutil.rmtree(part)
-    with stage_dir(out, "dynamic-train", settings, overwrite=config.overwrite, resume=True) as part:
+    with stage_dir(out, "dynamic-train", settings, overwrite=config.overwrite, resume=True,
+                   config=dataclasses.asdict(config)) as part:
         if part is None:
             return out
         _check_partial(part, settings)

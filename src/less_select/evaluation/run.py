@@ -36,6 +36,7 @@ class EvalConfig:
     data_dir: str = shared("data_dir")
     output_dir: str = option("eval_results", help="folder for <task>.json and <task>_predictions.jsonl")
     dtype: str = shared("dtype")
+    device: str = shared("device")
     batch_size: Optional[int] = option(None, help="prompts per batch for benchmarks (default as LESS: "
                                                   "mmlu 4, bbh 10, tydiqa 20; exact_match: 64)",
                                        check=positive)
@@ -94,9 +95,10 @@ def write_result(config: EvalConfig, result: dict, task: str | None = None) -> P
 
 
 def load_for_eval(config: EvalConfig):
-    from ..modeling import load_model_with_adapter, load_tokenizer
+    from ..modeling import load_model_with_adapter, load_tokenizer, resolve_device
     tokenizer = load_tokenizer(config.tokenizer or config.model)
-    model = load_model_with_adapter(config.model, config.adapter, config.dtype)
+    model = load_model_with_adapter(config.model, config.adapter, config.dtype,
+                                    resolve_device(config.device))
     model.eval()
     return model, tokenizer
 

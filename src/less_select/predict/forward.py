@@ -83,13 +83,13 @@ def model_stats(model, encoded: Sequence[Encoded], pad_id: int, max_tokens_per_b
 
 def forward_features(model_path: str, checkpoints: Sequence[str], encoded: Sequence[Encoded],
                      pad_id: int, dtype: str, max_tokens_per_batch: int,
-                     max_batch_size: int | None) -> np.ndarray:
+                     max_batch_size: int | None, device: str = "auto") -> np.ndarray:
     """float32 [n, 4 * (1 + len(checkpoints))]: :data:`STATS` under the base model, then under each
-    checkpoint (its adapter on the base model)."""
-    from ..modeling import load_model_with_adapter
+    checkpoint (its adapter on the base model), run on ``device`` (the shared ``--device``)."""
+    from ..modeling import load_model_with_adapter, resolve_device
     blocks = []
     for adapter in [None, *checkpoints]:
-        model = load_model_with_adapter(model_path, adapter, dtype)
+        model = load_model_with_adapter(model_path, adapter, dtype, resolve_device(device))
         blocks.append(model_stats(model, encoded, pad_id, max_tokens_per_batch, max_batch_size))
         del model
         log.info("predict: forward features of %d example(s) under %s", len(encoded),

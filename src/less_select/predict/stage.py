@@ -29,14 +29,14 @@ from typing import Literal
 
 import numpy as np
 
-from ..configs import option, shared, to_dict
+from ..configs import option, shared, to_dict, validate
 from ..data import Example, load_examples
 from ..errors import UserError
 from ..datastore.build import DatastoreConfig, FeatureConfig, TargetsConfig, build_store, \
     examples_fingerprint, resolve_checkpoints, run_targets
 from ..selection import BudgetConfig, write_selection
 from ..data.hf_datasets import resolve_source, source_sha256
-from ..stage_folder import stage_dir, stage_status, write_atomic
+from ..stage_folder import RUN_ONLY, stage_dir, stage_status, write_atomic
 from ..subtask_rules import get_rule
 from . import forward, modes
 from .features import PoolFeatures, Reducer, cached_features, design_matrix, n_design_columns
@@ -83,6 +83,7 @@ class PredictConfig(DatastoreConfig, BudgetConfig):
 
 
 def check_config(config: PredictConfig) -> None:
+    validate(config)
     if not (config.data and config.model and config.checkpoints and config.output_dir):
         raise UserError("predict needs --data, --model, --checkpoints and --output-dir")
     if not (config.task or config.targets):
@@ -191,11 +192,11 @@ def target_store(config: PredictConfig, timings: Timings) -> Path:
 def pool_features(config: PredictConfig, pool: list[Example], counts: np.ndarray,
                   targets: list[Example]) -> tuple[PoolFeatures, bool]:
     from ..baselines.rds import RDSConfig
-    rds = RDSConfig(model=config.model, template=config.template, dtype=config.dtype,
+    rds = RDSConfig(model=config.model, template=config.template, dtype=config.dtype, device=config.device,
                     max_seq_length=max(config.max_seq_length, config.targets_max_seq_length),
                     max_tokens_per_batch=config.max_tokens_per_batch,
                     max_batch_size=config.max_batch_size)
-    settings = {"rds": to_dict(rds), "pool": examples_fingerprint(pool),
+    settings = {"rds": {k: v for k, v in to_dict(rds).items() if k != "device"}, "pool": examples_fingerprint(pool),
                 "targets": examples_fingerprint(targets), "counts_max_seq_length": config.max_seq_length}
     return cached_features(Path(config.output_dir) / "features", settings, pool, targets, counts, rds)
 
@@ -213,7 +214,8 @@ def pool_forward(config: PredictConfig, pool: list[Example], encoded: list) -> t
     tok = load_tokenizer(config.model)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     return forward.cached_forward(Path(config.output_dir) / "forward", settings, lambda: forward.forward_features(
-        config.model, ckpts, encoded, pad, config.dtype, config.max_tokens_per_batch, config.max_batch_size))
+        config.model, ckpts, encoded, pad, config.dtype, config.max_tokens_per_batch, config.max_batch_size,
+        config.device))
 
 
 def predict_pool(model: SubtaskPredictor, feats: PoolFeatures, reducer: Reducer) -> np.ndarray:
@@ -226,7 +228,7 @@ def predict_pool(model: SubtaskPredictor, feats: PoolFeatures, reducer: Reducer)
 
 
 def selection_settings(config: PredictConfig) -> dict:
-    settings = {k: v for k, v in to_dict(config).items() if k != "overwrite"}
+    settings = {k: v for k, v in to_dict(config).items() if k not in RUN_ONLY}
     if not settings.get("export"):  # recorded only when asked for: older selections still match
         settings.pop("export", None)
     settings["data_sha256"] = [source_sha256(f) for f in config.data]

@@ -10,6 +10,7 @@ model for ``method: full``; plus the tokenizer, ``training_summary.json`` and ``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ def run_finetune(config: FinetuneConfig) -> Path:
         raise UserError(f"method {config.method!r} is not one of lora, full")
     out = Path(config.output_dir)
     settings = stage_settings(config, config.train_files)
-    with stage_dir(out, "finetune", settings, overwrite=config.overwrite) as part:
+    with stage_dir(out, "finetune", settings, overwrite=config.overwrite,
+                   config=dataclasses.asdict(config)) as part:
         if part is None:
             return out
         examples, _ = load_examples(config.train_files, lenient=config.lenient)

@@ -31,7 +31,7 @@ from ..data import Example
 from ..data.batching import collate, per_example_loss
 from ..data.encode import Encoded, Template, encode_all, split_by_completion
 from ..errors import UserError
-from ..modeling import load_model, load_tokenizer, resolve_dtype
+from ..modeling import load_model, load_tokenizer, resolve_device, resolve_dtype
 from ..progress import bar_enabled
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class TrainOptions:
     max_train_examples: int | None = option(None, help="train on at most N examples, the first N "
                                                         "of the training set (quick runs)", check=positive)
     dtype: str = shared("dtype")
+    device: str = shared("device")
     epochs: int = option(4, help="number of training epochs", check=positive)
     learning_rate: float = option(2e-5, help="peak learning rate (linear decay after warmup)",
                                   check=positive)
@@ -122,12 +123,32 @@ def encode_for_training(examples: Sequence[Example], tokenizer, opts: TrainOptio
     return [encoded[i] for i in keep], [examples[i] for i in keep], dropped
 
 
+def training_device(opts: TrainOptions) -> torch.device:
+    """The device the HF Trainer will train on for ``opts.device``.
+
+    The Trainer places the model itself: on the CPU (``use_cpu``) or on this process's GPU
+    (``cuda:LOCAL_RANK`` under torchrun, ``cuda:0`` alone). So ``cuda:N`` must name that GPU; another
+    one is chosen with ``CUDA_VISIBLE_DEVICES``.
+    """
+    device = resolve_device(opts.device)
+    if device.type == "cuda":
+        mine = int(os.environ.get("LOCAL_RANK", 0))
+        if device.index != mine:
+            raise UserError(f"--device {opts.device}: the Trainer trains on this process's GPU "
+                            f"(cuda:{mine}); pick another GPU with CUDA_VISIBLE_DEVICES={device.index}")
+    return device
+
+
 def load_for_training(opts: TrainOptions, method: Literal["lora", "full"] = "lora"):
     """(model, tokenizer): the base model, LoRA-wrapped when ``method == 'lora'``.
 
-    The seed is set first so the LoRA initialization is reproducible.
+    The seed is set first so the LoRA initialization is reproducible. The model is loaded on the
+    CPU (the Trainer moves it to :func:`training_device`); ``dtype`` ``auto`` loads float32 weights,
+    and bfloat16 mixed precision is switched on by :func:`training_arguments` when that device
+    supports it.
     """
     from transformers import set_seed
+    training_device(opts)  # refuse a missing GPU before loading anything
     set_seed(opts.seed)
     tokenizer = load_tokenizer(opts.model)
     model = load_model(opts.model, opts.dtype, device=torch.device("cpu"))
@@ -161,7 +182,8 @@ def training_arguments(opts: TrainOptions, output_dir: str | Path, *, save_strat
     from transformers import TrainingArguments
     if not 0 <= opts.warmup_ratio < 1:
         raise UserError(f"warmup_ratio must be in [0, 1), got {opts.warmup_ratio}")
-    dtype = resolve_dtype(opts.dtype)
+    device = training_device(opts)
+    dtype = resolve_dtype(opts.dtype, device)
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=opts.epochs,
@@ -186,7 +208,7 @@ def training_arguments(opts: TrainOptions, output_dir: str | Path, *, save_strat
         seed=opts.seed,
         remove_unused_columns=False,  # our rows are Encoded objects, not dict columns
         disable_tqdm=not bar_enabled(),  # the Trainer's bar follows --progress like every loop
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=device.type == "cpu",
     )
 
 

@@ -16,6 +16,7 @@ Layout of ``<output_dir>/``::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -93,7 +94,8 @@ def run_warmup(config: WarmupConfig) -> Path:
     validate(config)
     out = Path(config.output_dir)
     settings = stage_settings(config, config.pool_files)
-    with stage_dir(out, "warmup", settings, overwrite=config.overwrite) as part:
+    with stage_dir(out, "warmup", settings, overwrite=config.overwrite,
+                   config=dataclasses.asdict(config)) as part:
         if part is None:
             return out
         examples, _ = load_examples(config.pool_files, lenient=config.lenient)
