@@ -137,3 +137,21 @@ def test_rds_baseline_runs_on_the_cpu_and_records_the_device(tiny_model_dir, poo
     # the same selection with another device is up to date: skipped, not refused or redone
     assert run_cli(args[:-1] + ["auto"], capsys)[0] == 0
     assert (out / "stage.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("section", ["warmup", "datastore", "targets", "train", "eval"])
+def test_pipeline_yaml_refuses_a_missing_gpu_before_any_stage(section, no_cuda, tmp_path, capsys):
+    import yaml
+    cfg = {"run_dir": str(tmp_path / "run"), "model": str(tmp_path / "model"),
+           "data": [str(tmp_path / "pool.jsonl")], "targets": [{"task": str(tmp_path / "t.jsonl")}],
+           "train": {}, "eval": {}}
+    if section == "targets":
+        cfg["targets"][0]["device"] = "cuda"
+    else:
+        cfg[section] = {"device": "cuda"}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rc, err = run_cli(["run", path], capsys)
+    where = "targets[0]" if section == "targets" else section
+    assert_refused(rc, err, f"{where}.device", "no CUDA GPU")
+    assert not (tmp_path / "run").exists()
