@@ -81,3 +81,12 @@ def target_file(tmp_path) -> Path:
     for i, r in enumerate(recs):
         r["subtask"] = "a" if i < 2 else "b"  # unequal subtask sizes on purpose
     return write_jsonl(tmp_path / "target.jsonl", recs)
+
+
+@pytest.fixture
+def quiet_datasets():
+    """No progress bars from `datasets` during a test (restored after it)."""
+    import datasets
+    datasets.disable_progress_bars()
+    yield
+    datasets.enable_progress_bars()

@@ -17,12 +17,7 @@ from ..conftest import make_pool_records, write_jsonl
 
 datasets = pytest.importorskip("datasets")
 
-
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    datasets.disable_progress_bars()
-    yield
-    datasets.enable_progress_bars()
+pytestmark = pytest.mark.usefixtures("quiet_datasets")
 
 
 ALPACA = [{"instruction": f"Add {i} and 1.", "input": "", "output": str(i + 1), "task": "add"}

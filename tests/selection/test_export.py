@@ -16,12 +16,7 @@ from ..conftest import make_pool_records, write_jsonl
 
 datasets = pytest.importorskip("datasets")
 
-
-@pytest.fixture(autouse=True)
-def _quiet_datasets():
-    datasets.disable_progress_bars()
-    yield
-    datasets.enable_progress_bars()
+pytestmark = pytest.mark.usefixtures("quiet_datasets")
 
 
 def _select(tmp_path, files, export, top_k=3, out="sel"):
