@@ -147,6 +147,25 @@ def test_options_are_given_once_and_checked(tmp_path, pool_file):
         load_compare_config(dict(base, nonsense=1))
 
 
+def test_device_and_dtype_reach_every_model_loading_stage(tmp_path, pool_file):
+    from less_select.compare import stage_options
+    from less_select.compare.methods import BaselineMethod, Context
+    base = dict(model="m", data=[str(pool_file)], task="bbh", output_dir=str(tmp_path / "o"))
+    opts = stage_options(load_compare_config(dict(base, device="cpu", dtype="float32")))
+    for section in ("warmup", "datastore", "targets", "train", "eval"):
+        assert (opts[section]["device"], opts[section]["dtype"]) == ("cpu", "float32"), section
+    assert "device" not in opts["select"]
+    unset = stage_options(load_compare_config(base))
+    assert all("device" not in unset[s] and "dtype" not in unset[s] for s in unset)  # stages' own
+    with pytest.raises(UserError, match="give it once"):
+        stage_options(load_compare_config(dict(base, device="cpu", train={"device": "auto"})))
+    cfg = load_compare_config(dict(base, methods=["rds"], device="cpu", dtype="float32"))
+    ctx = Context(config=cfg, options=stage_options(cfg), pool=[str(pool_file)], out=tmp_path / "o",
+                  costs=None)
+    b_cfg = BaselineMethod().stage_config(ctx, "rds")
+    assert (b_cfg.device, b_cfg.dtype) == ("cpu", "float32")
+
+
 @pytest.mark.parametrize("section,key", [("train", "model"), ("train", "output_dir"),
                                          ("eval", "task"), ("warmup", "pool_files"),
                                          ("datastore", "max_examples"), ("select", "top_k")])

@@ -3,7 +3,7 @@
 The nested sections (``warmup``, ``datastore``, ``targets``, ``select``, ``train``, ``eval``) take
 the stage configs' own field names, nothing else; ``--set SECTION.FIELD=VALUE`` fills the same fields
 from the command line. A few compare-wide options fill fields of several sections (``max_seq_length``,
-``target_max_seq_length``, ``seed``, ``lenient``); giving such a field both ways with different
+``target_max_seq_length``, ``seed``, ``lenient``, ``device``, ``dtype``); giving such a field both ways with different
 values is an error. The fields compare connects itself (models, pool files, target, budget, paths)
 are refused in the sections where the stage configs are built (``run.py``, :func:`wire`).
 """
@@ -52,6 +52,8 @@ class CompareConfig(BudgetConfig):
     lenient: bool = shared("lenient")
     seed: int | None = shared("seed", unset=True)
     max_seq_length: int | None = shared("max_seq_length", unset=True)
+    device: str | None = shared("device", unset=True)
+    dtype: str | None = shared("dtype", unset=True)
     target_max_seq_length: int | None = option(
         None, help="truncation of target examples for the target features and the target loss "
                    "(default: the datastore's for targets, 2048 for the loss)", check=positive)
@@ -158,13 +160,14 @@ def stage_options(config: CompareConfig) -> dict[str, dict]:
     target_msl = ("target_max_seq_length", c.target_max_seq_length)
     lenient = {"lenient": True} if c.lenient else {}
     seed = {} if c.seed is None else {"seed": c.seed}  # a default: the section's own seed wins
+    model = {"device": ("device", c.device), "dtype": ("dtype", c.dtype)}  # every model-loading stage
     return {
-        "warmup": _merge("warmup", c.warmup, {"max_seq_length": msl}, {**seed, **lenient}),
-        "datastore": _merge("datastore", c.datastore, {"max_seq_length": msl}, lenient),
-        "targets": _merge("targets", c.targets, {"max_seq_length": target_msl}),
+        "warmup": _merge("warmup", c.warmup, {"max_seq_length": msl, **model}, {**seed, **lenient}),
+        "datastore": _merge("datastore", c.datastore, {"max_seq_length": msl, **model}, lenient),
+        "targets": _merge("targets", c.targets, {"max_seq_length": target_msl, **model}),
         "select": dict(c.select),
-        "train": _merge("train", c.train, {"max_seq_length": msl}, {**seed, **lenient}),
-        "eval": _merge("eval", c.eval, {"max_seq_length": target_msl}),
+        "train": _merge("train", c.train, {"max_seq_length": msl, **model}, {**seed, **lenient}),
+        "eval": _merge("eval", c.eval, {"max_seq_length": target_msl, **model}),
     }
 
 

@@ -127,6 +127,7 @@ class BaselineMethod(Method):
             "method": name, "data": ctx.pool, "task": c.task, "data_dir": c.data_dir,
             "output_dir": str(self.folder(ctx, name)), **seed,
             "model": c.model if name in ("rds", "rds_plus") else "", "lenient": c.lenient,
+            **{k: v for k, v in (("device", c.device), ("dtype", c.dtype)) if v is not None},
             "tokenizer": c.train_model or c.model,
             **msl,
             "percentage": c.percentage, "top_k": c.top_k, "export": c.export,
