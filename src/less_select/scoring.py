@@ -166,35 +166,55 @@ class _BlockScorer:
     the norm is numpy's (sqrt of add.reduce of x * x along the row, as ``np.linalg.norm`` computes
     it, whose pairwise summation runs per row); the division is IEEE-exact in numpy and torch alike;
     the matmul is the same BLAS call on fewer rows (each output element's sum runs over d the same
-    way). torch does the elementwise passes because its float16 conversion and broadcast division
-    are several times faster than numpy's."""
+    way). torch does the float16 conversion and the squares (several times faster than numpy's),
+    numpy the broadcast division (faster than torch's).
+
+    Speed: the elementwise passes run ``SUB_ROWS`` rows at a time, so the squares and the row being
+    normalized stay in the core's L2 cache (1.3x over whole-block passes); only the unit rows [r, d]
+    go out to memory, once, for the matmul. M^T is zero-padded to a multiple of ``PAD_COLUMNS``
+    columns, which OpenBLAS's kernels tile without a remainder (1.2x); the padded columns are
+    dropped. Padding leaves every kept output bit for bit as it was as long as the call stays on
+    the large-matrix code path, so it is used only when the unpadded block is on it already
+    (``MIN_BLOCK_MNK``) and never for a matrix-vector product (K = 1)."""
+
+    SUB_ROWS = 16
+    PAD_COLUMNS = 16
 
     def __init__(self, means_t: list[np.ndarray], weights: list[float], dim: int):
-        self.means_t, self.weights, self.dim = means_t, weights, dim
+        self.k = means_t[0].shape[1]
+        padded = -(-self.k // self.PAD_COLUMNS) * self.PAD_COLUMNS if self.k > 1 else self.k
+        self.means_t = means_t
+        self.padded_t = [np.pad(m, ((0, 0), (0, padded - self.k))) for m in means_t]
+        self.weights, self.dim = weights, dim
         self.local = threading.local()
 
     def _buffers(self, rows: int):
         b = getattr(self.local, "buffers", None)
         if b is None or b[0].shape[0] < rows:
             x = np.empty((rows, self.dim), np.float32)
-            sq = np.empty((rows, self.dim), np.float32)
-            norms = np.empty((rows, 1), np.float32)
+            sq = np.empty((self.SUB_ROWS, self.dim), np.float32)
+            norms = np.empty((self.SUB_ROWS, 1), np.float32)
             b = self.local.buffers = (x, sq, norms, torch.from_numpy(x), torch.from_numpy(sq),
                                       torch.from_numpy(norms))
         return b
 
     def score(self, blocks: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
         r = hi - lo
-        x, sq, norms, tx, tsq, tnorms = (a[:r] for a in self._buffers(r))
-        acc = np.zeros((r, self.means_t[0].shape[1]), np.float32)
-        for block, mt, w in zip(blocks, self.means_t, self.weights):
-            tx.copy_(torch.from_numpy(block[lo:hi]))                    # float16 -> float32, exact
-            torch.mul(tx, tx, out=tsq)
-            np.add.reduce(sq, axis=1, keepdims=True, out=norms)         # |x|^2 per row, numpy's order
-            np.sqrt(norms, out=norms)
-            np.maximum(norms, 1e-12, out=norms)
-            tx.div_(tnorms)                                              # unit rows
-            acc += w * (x @ mt)                                          # [r,d] @ [d,K] -> [r,K]
+        x, sq, norms, tx, tsq, tnorms = self._buffers(r)
+        x, tx = x[:r], tx[:r]
+        means_t = self.padded_t if r * self.dim * self.k >= MIN_BLOCK_MNK else self.means_t
+        acc = np.zeros((r, self.k), np.float32)
+        for block, mt, w in zip(blocks, means_t, self.weights):
+            for s in range(0, r, self.SUB_ROWS):
+                e = min(s + self.SUB_ROWS, r)
+                rows, sq_s, n_s = tx[s:e], sq[:e - s], norms[:e - s]
+                rows.copy_(torch.from_numpy(block[lo + s:lo + e]))       # float16 -> float32, exact
+                torch.mul(rows, rows, out=tsq[:e - s])
+                np.add.reduce(sq_s, axis=1, keepdims=True, out=n_s)      # |x|^2 per row, numpy's order
+                np.sqrt(n_s, out=n_s)
+                np.maximum(n_s, 1e-12, out=n_s)
+                np.divide(x[s:e], n_s, out=x[s:e])                       # unit rows
+            acc += w * (x @ mt)[:, :self.k]                              # [r,d] @ [d,K'] -> [r,K]
         return acc
 
 
