@@ -6,7 +6,9 @@ Sections (each prints a table and writes ``benchmarks/results/<section>.json``):
            of 4096 rows) scored with a cold page cache by the implementation before issue 14 (kept
            below as ``previous_scores``) and by ``less_select.scoring.compute_scores``, interleaved
            A B A B in fresh processes; seconds, GB/s of store read, peak RSS, and whether the two
-           score matrices are bit-identical.
+           score matrices are bit-identical. A third run in each round reads the store with the
+           same reader and no arithmetic ("read-only"): the disk's rate, which no scorer can beat
+           with a cold cache, and the current scorer's share of it.
   select   The whole select stage (``run_select``: scoring, ranking, scores.csv, the selection JSONL
            in the input format, selection.json) on a synthetic 1M-row store with matching
            1M-example pool JSONL files, in fresh processes; seconds and peak RSS, with the pool read
@@ -38,6 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, loadavg, machine_info, peak_rss_mb, print_table, write_result  # noqa: E402
 
 SECTIONS = ("score", "select")
+# The score section's runs, interleaved: the implementation before issue 14, the current one, and the
+# store read alone (the same reader, no arithmetic): the disk's ceiling for any scorer on this machine.
+IMPLS = ("previous", "current", "read-only")
 CKPT = "checkpoint-1"
 
 
@@ -135,6 +140,11 @@ def _child_score(impl: str, pool: str, targets: str, out_file: str) -> None:
     t0 = time.perf_counter()
     if impl == "previous":
         previous_scores(pool, targets, out_file)
+    elif impl == "read-only":
+        from less_select.datastore.store import Datastore
+        store = Datastore(pool)
+        for _ in store.read_ahead([c["name"] for c in store.checkpoints], store.dims[0]):
+            pass
     else:
         from less_select.scoring import compute_scores
         compute_scores(pool, targets, out_file=out_file)
@@ -165,7 +175,7 @@ def section_score(args) -> dict:
     runs = []
     try:
         for rep in range(args.repeats):
-            for impl in ("previous", "current"):
+            for impl in IMPLS:
                 resident = evict(files, args.drop_caches)
                 la = loadavg()
                 r = _run_child(["--_child-score", impl, str(pool), str(targets), str(root / f"{impl}.npy")])
@@ -179,18 +189,22 @@ def section_score(args) -> dict:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     summary = {impl: {key: spread([r[key] for r in runs if r["impl"] == impl])
-                      for key in ("seconds", "gb_per_s", "peak_rss_mb")} for impl in ("previous", "current")}
-    speedup = [p["seconds"] / c["seconds"] for p, c in zip(runs[0::2], runs[1::2])]
+                      for key in ("seconds", "gb_per_s", "peak_rss_mb")} for impl in IMPLS}
+    by = {impl: [r for r in runs if r["impl"] == impl] for impl in IMPLS}
+    speedup = [p["seconds"] / c["seconds"] for p, c in zip(by["previous"], by["current"])]
+    of_disk = [d["seconds"] / c["seconds"] for d, c in zip(by["read-only"], by["current"])]
     print_table(f"Scoring {n:,} x {dim} float16 rows ({gb:.2f} GB, cold page cache), {k} subtasks, "
                 f"{args.repeats} interleaved repeats (median [min-max])",
                 ["implementation", "seconds", "GB/s", "peak RSS MB"],
                 [[impl, _mmm(s["seconds"]), _mmm(s["gb_per_s"]), _mmm(s["peak_rss_mb"])]
                  for impl, s in summary.items()])
     print(f"  speedup per pair: {', '.join(f'{x:.2f}x' for x in speedup)}; scores bit-identical: {identical}")
+    print(f"  current scoring as a share of the store's read-only rate, per repeat: "
+          f"{', '.join(f'{x:.0%}' for x in of_disk)}")
     return {"rows": n, "dim": dim, "subtasks": k, "chunk_rows": args.chunk, "store_gb": gb,
             "write_seconds": t_write, "cold_cache_method": "drop_caches" if args.drop_caches else
             "posix_fadvise DONTNEED per chunk file", "bit_identical": identical,
-            "speedup_per_pair": speedup, "summary": summary, "runs": runs}
+            "speedup_per_pair": speedup, "share_of_read_only_rate": of_disk, "summary": summary, "runs": runs}
 
 
 def _mmm(s: dict) -> str:

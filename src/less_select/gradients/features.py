@@ -57,6 +57,20 @@ def adam_preconditioned_gradient(grad: torch.Tensor, exp_avg: torch.Tensor, exp_
     return ADAM_VARIANTS[variant](m_new, v_new, b1, b2, eps, step)
 
 
+def adam_less_in_place(grad: torch.Tensor, b1m: torch.Tensor, b2v: torch.Tensor, b1: float, b2: float,
+                       eps: float) -> torch.Tensor:
+    """The ``less`` variant of :func:`adam_preconditioned_gradient`, bit for bit, in two [N, p]
+    buffers instead of eight: the same float operations in the same order, but in place.
+    ``b1m`` = b1 * m and ``b2v`` = b2 * v [1, p], computed once per checkpoint. Consumes ``grad``.
+
+    On a 30M-parameter model with LoRA on every linear layer the temporaries of the out-of-place
+    form were a tenth of the datastore's time (docs/performance.md)."""
+    v_new = grad * (1 - b2)                                    # [N,p] (1-b2) g
+    v_new.mul_(grad).add_(b2v)                                 # b2 v + (1-b2) g g
+    m_new = grad.mul_(1 - b1).add_(b1m)                        # b1 m + (1-b1) g   (grad reused)
+    return m_new.div_(v_new.add_(eps).sqrt_())                 # m' / sqrt(v' + eps)
+
+
 # --------------------------------------------------------------------------- feature kinds
 
 Transform = Callable[[str, torch.Tensor], torch.Tensor]  # (parameter name, grad [N, p]) -> feature
@@ -91,7 +105,14 @@ class AdamFeature:
                 raise UserError(f"{ckpt.path}: optimizer state has no moments for {name}")
             moments[name] = (ckpt.exp_avg[name].to(device), ckpt.exp_avg_sq[name].to(device))
 
+        if self.variant == "less":
+            b1, b2 = ckpt.betas
+            scaled = {name: (b1 * m.reshape(1, -1).float(), b2 * v.reshape(1, -1).float())
+                      for name, (m, v) in moments.items()}
+
         def transform(name: str, grad: torch.Tensor) -> torch.Tensor:
+            if self.variant == "less" and grad.dtype == torch.float32:
+                return adam_less_in_place(grad, *scaled[name], b1, b2, ckpt.eps)
             m, v = moments[name]
             return adam_preconditioned_gradient(grad, m, v, ckpt.betas, ckpt.eps, self.variant, ckpt.step)
         return transform
