@@ -213,3 +213,23 @@ def test_identity_is_exact_blockwise():
     assert torch.equal(_blocks(pr, x, [0, 7, 30, 50]), x)
     with pytest.raises(UserError, match="dims to \\[50\\]"):
         make_projector("identity", 50, 1)
+
+
+@pytest.mark.parametrize("kind,kw", KINDS, ids=IDS)
+def test_accumulator_sums_blocks_like_separate_projections(kind, kw):
+    """One running sum over a batch's blocks (one working buffer, folded once) equals projecting
+    each block on its own and adding the results, and the whole vector at once."""
+    P, d = 1000, 64
+    x = torch.randn(5, P, generator=torch.Generator().manual_seed(1))
+    pr = _make(kind, kw, P, d, seed=2)
+    cuts = [0, 10, 64, 300, 301, 777, P]
+    acc = pr.accumulator()
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        acc.add(x[:, a:b], a)
+    got = acc.result()
+    torch.testing.assert_close(got, _blocks(pr, x, cuts), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got, pr.project(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="rows"):
+        acc.add(x[:3, :10], 0)                     # another batch's rows cannot join this sum
+    with pytest.raises(ValueError, match="no block"):
+        pr.accumulator().result()

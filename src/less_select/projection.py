@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from .errors import UserError
 
-__all__ = ["Projector", "RademacherProjector", "SparseProjector", "IdentityProjector", "PROJECTORS", "make_projector",
+__all__ = ["Projector", "BlockSum", "RademacherProjector", "SparseProjector", "IdentityProjector", "PROJECTORS", "make_projector",
            "projector_from_spec", "splitmix64", "splitmix64_reference", "HASH_VERSION"]
 
 HASH_VERSION = "splitmix64-v1"
@@ -138,19 +138,19 @@ class Projector(ABC):
         self._cached = 0
 
     # -- public API -------------------------------------------------------------------------------
+    def accumulator(self) -> "BlockSum":
+        """A running sum of block contributions: ``add(block, offset)`` for each block of one batch
+        of rows, then ``result()`` -> ``[N, dim]``. The kind's working buffer (sparse: ``[N, 2 dim]``,
+        rademacher: ``[dim, N]``) is allocated once and folded into the output once, not per block:
+        with a hundred small LoRA blocks per batch the per-block buffer and fold cost more than
+        the projection itself (docs/performance.md)."""
+        return BlockSum(self)
+
     def project_block(self, block: torch.Tensor, offset: int) -> torch.Tensor:
         """``[N, p]`` coordinates ``offset..offset+p`` -> their ``[N, dim]`` float32 contribution."""
-        if block.dim() != 2:
-            raise ValueError(f"project_block expects [N, p], got shape {tuple(block.shape)}")
-        n, p = block.shape
-        if offset < 0 or offset + p > self.total_params:
-            raise ValueError(f"block [{offset}, {offset + p}) is outside [0, {self.total_params})")
-        device = self.device or block.device
-        out = torch.zeros(n, self.dim, dtype=torch.float32, device=device)
-        if n and p:
-            self._accumulate(out, block.to(device), offset)
-            out.mul_(self._scale)
-        return out
+        acc = self.accumulator()
+        acc.add(block, offset)
+        return acc.result()
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, P]`` -> ``[N, dim]``: the whole vector as one block."""
@@ -177,9 +177,17 @@ class Projector(ABC):
     def _scale(self) -> float:
         """Factor applied to the accumulated output."""
 
+    def _new_state(self, n: int, device) -> torch.Tensor:
+        """The kind's zeroed working buffer for ``n`` rows (default: the output itself)."""
+        return torch.zeros(n, self.dim, dtype=torch.float32, device=device)
+
     @abstractmethod
-    def _accumulate(self, out: torch.Tensor, block: torch.Tensor, offset: int) -> None:
-        """Add the unscaled contribution of ``block`` (columns from ``offset``) into ``out``."""
+    def _accumulate(self, state: torch.Tensor, block: torch.Tensor, offset: int) -> None:
+        """Add the unscaled contribution of ``block`` (columns from ``offset``) into ``state``."""
+
+    def _fold(self, state: torch.Tensor) -> torch.Tensor:
+        """The working buffer as the unscaled ``[N, dim]`` output (default: itself)."""
+        return state
 
     def _memo(self, key: tuple, make):
         """Return ``make()``, kept while the ``cache_bytes`` budget allows (a cache never changes results)."""
@@ -231,14 +239,19 @@ class RademacherProjector(Projector):
             return torch.stack(parts, -1).to(torch.uint8).reshape(self.dim, -1)
         return self._memo(("bytes", w0, w1, str(device)), make)
 
-    def _accumulate(self, out: torch.Tensor, block: torch.Tensor, offset: int) -> None:
+    def _new_state(self, n: int, device) -> torch.Tensor:
+        return torch.zeros(self.dim, n, dtype=torch.float32, device=device)  # [d, N]: bags are output rows
+
+    def _fold(self, state: torch.Tensor) -> torch.Tensor:
+        return state.T
+
+    def _accumulate(self, acc: torch.Tensor, block: torch.Tensor, offset: int) -> None:
         n, p = block.shape
-        device = out.device
+        device = acc.device
         table = self._sign_table(device)
         first, last = offset // 64, (offset + p + 63) // 64          # words touched by the block
         step = max(1, min(self.chunk_hash_bytes // (8 * self.dim),
                           self.chunk_table_bytes // (8 * 256 * 4 * n)))
-        acc = out.new_zeros(self.dim, n)                                # [d, N]: bags are output rows
         for w0 in range(first, last, step):
             w1 = min(w0 + step, last)
             c0, c1 = 64 * w0, 64 * w1                                   # chunk columns, word aligned
@@ -252,7 +265,6 @@ class RademacherProjector(Projector):
             group = torch.arange(groups, dtype=torch.int32, device=device)
             idx = self._word_bytes(w0, w1, device).to(torch.int32).mul_(groups).add_(group)
             acc += F.embedding_bag(idx, sums.view(256 * groups, n), mode="sum")
-        out += acc.T
 
 
 class SparseProjector(Projector):
@@ -293,16 +305,20 @@ class SparseProjector(Projector):
             return bucket.T.contiguous()            # int64: index_add_ is much slower with int32
         return self._memo(("buckets", j0, j1, str(device)), make)
 
-    def _accumulate(self, out: torch.Tensor, block: torch.Tensor, offset: int) -> None:
+    def _new_state(self, n: int, device) -> torch.Tensor:
+        return torch.zeros(n, 2 * self.dim, dtype=torch.float32, device=device)  # [positive | negative]
+
+    def _fold(self, state: torch.Tensor) -> torch.Tensor:
+        return state[:, :self.dim] - state[:, self.dim:]
+
+    def _accumulate(self, acc: torch.Tensor, block: torch.Tensor, offset: int) -> None:
         n, p = block.shape
         step = max(1, self.chunk_pairs // self.nnz)
-        acc = out.new_zeros(n, 2 * self.dim)                            # [positive | negative] sums
         for j0 in range(offset, offset + p, step):
             j1 = min(j0 + step, offset + p)
             x = block[:, j0 - offset:j1 - offset].to(torch.float32)
-            for bucket in self._buckets(j0, j1, out.device):               # one pass per k < nnz
+            for bucket in self._buckets(j0, j1, acc.device):               # one pass per k < nnz
                 acc.index_add_(1, bucket, x)
-        out += acc[:, :self.dim] - acc[:, self.dim:]
 
 
 class IdentityProjector(Projector):
@@ -322,8 +338,39 @@ class IdentityProjector(Projector):
     def _scale(self) -> float:
         return 1.0
 
-    def _accumulate(self, out: torch.Tensor, block: torch.Tensor, offset: int) -> None:
-        out[:, offset:offset + block.shape[1]] += block.to(torch.float32)
+    def _accumulate(self, state: torch.Tensor, block: torch.Tensor, offset: int) -> None:
+        state[:, offset:offset + block.shape[1]] += block.to(torch.float32)
+
+
+class BlockSum:
+    """Sum of the contributions of a batch's coordinate blocks (:meth:`Projector.accumulator`)."""
+
+    def __init__(self, projector: Projector):
+        self.projector = projector
+        self.state: torch.Tensor | None = None
+        self.n: int | None = None
+
+    def add(self, block: torch.Tensor, offset: int) -> None:
+        """Add ``block`` [N, p], the coordinates ``offset..offset+p`` of every row."""
+        proj = self.projector
+        if block.dim() != 2:
+            raise ValueError(f"project_block expects [N, p], got shape {tuple(block.shape)}")
+        n, p = block.shape
+        if offset < 0 or offset + p > proj.total_params:
+            raise ValueError(f"block [{offset}, {offset + p}) is outside [0, {proj.total_params})")
+        if self.n is not None and n != self.n:
+            raise ValueError(f"block has {n} rows, earlier blocks of this sum had {self.n}")
+        device = proj.device or block.device
+        if self.state is None:
+            self.n, self.state = n, proj._new_state(n, device)
+        if n and p:
+            proj._accumulate(self.state, block.to(device), offset)
+
+    def result(self) -> torch.Tensor:
+        """The ``[N, dim]`` float32 projection of the blocks added (zeros for no block)."""
+        if self.state is None:
+            raise ValueError("no block was added")
+        return self.projector._fold(self.state).mul(self.projector._scale)
 
 
 PROJECTORS: dict[str, type[Projector]] = {

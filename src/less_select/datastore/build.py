@@ -355,22 +355,21 @@ def chunk_features(model, encoded: list[Encoded], ckpt, config: FeatureConfig, p
     out = {d: np.zeros((len(encoded), d), np.float32) for d in config.dims}
     feature = gradient_feature(gradient_type, adam_variant).for_checkpoint(
         ckpt, [p.name for p in layout], device)                     # (name, grad) -> feature
-    acc: dict[int, torch.Tensor] = {}
+    acc: dict = {}                                                   # dim -> BlockSum of the batch
 
     def on_block(param, grad):                                       # grad: [N, p]
         grad = feature(param.name, grad)
-        for d, proj in projectors.items():
-            contrib = proj.project_block(grad.float(), param.offset)    # [N, d]
-            acc[d] = contrib if d not in acc else acc[d] + contrib
+        for d in projectors:
+            acc[d].add(grad.float(), param.offset)                      # += grad @ Pi[:, block]^T
 
     lengths = [len(e.input_ids) for e in encoded]
     with PerExampleLoraGradients(model, on_block) as collector:
         for batch_idx in padding_aware_batches(lengths, config.max_tokens_per_batch, config.max_batch_size):
             batch = {k: v.to(device) for k, v in collate([encoded[i] for i in batch_idx], pad_id).items()}
-            acc.clear()
+            acc.update({d: proj.accumulator() for d, proj in projectors.items()})
             collector.run(batch)
-            for d, mat in acc.items():
-                mat = torch.nn.functional.normalize(mat, dim=1)           # rows L2-normalized
+            for d, block_sum in acc.items():
+                mat = torch.nn.functional.normalize(block_sum.result(), dim=1)  # [N, d], rows L2-normalized
                 out[d][batch_idx] = mat.cpu().numpy()
             prog.update(len(batch_idx), extra=sum(lengths[i] for i in batch_idx))
     return out

@@ -135,11 +135,10 @@ def _full_features(model, rows, ckpt, projector, feature, pad_id, device, prog) 
                            use_cache=False).logits
             loss, _ = per_example_loss(logits, batch["labels"])
             grads = torch.autograd.grad(loss.sum(), [p for _, p in params])   # no .grad touched
-            acc = torch.zeros(1, projector.dim, device=device)
+            acc = projector.accumulator()
             for (name, _), g, off in zip(params, grads, offsets):
-                g = transform(name, g.reshape(1, -1).float())
-                acc += projector.project_block(g, off)
-            out[i] = torch.nn.functional.normalize(acc, dim=1).cpu().numpy()[0]
+                acc.add(transform(name, g.reshape(1, -1).float()), off)
+            out[i] = torch.nn.functional.normalize(acc.result(), dim=1).cpu().numpy()[0]
             prog.update(1)
     finally:
         model.train(was_training)
