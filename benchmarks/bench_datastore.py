@@ -512,6 +512,8 @@ def main(argv=None) -> int:
                     "(default: 16,32,48,64; larger pools span several batches and show flat memory)")
     ap.add_argument("--tp-sizes", default="5m,30m", help="model sizes of the throughput section "
                     "(comma-separated subset of 5m,30m)")
+    ap.add_argument("--tp-repeats", type=int, default=0, help="interleaved repeats of the throughput "
+                    "section (default 3; more narrow the spread on a noisy machine)")
     ap.add_argument("--max-tokens-per-batch", type=int, default=8192)
     ap.add_argument("--max-batch-size", type=int, default=64)
     ap.add_argument("--workdir", default=os.environ.get("LESS_BENCH_WORKDIR", "/tmp/less_bench"),
@@ -538,6 +540,8 @@ def main(argv=None) -> int:
         ap.error(f"unknown sections {sorted(unknown)}")
     wl = Workload.quick() if args.quick else Workload()
     sz = sizes(args.quick)
+    if args.tp_repeats:
+        sz["tp_repeats"] = args.tp_repeats
     if args.scale_sizes:
         sz["scale_sizes"] = [int(n) for n in args.scale_sizes.split(",")]
     work = Path(args.workdir) / ("quick" if args.quick else "full")

@@ -208,12 +208,17 @@ def main(argv=None) -> None:
     seeds = a.seeds or ([0] if a.quick else [0, 1, 2])
     scale = P.Scale()
     start = time.perf_counter()
-    model = str(build_base_model(data_dir, cache, QUICK_RECIPE if a.quick else RECIPE, threads=a.threads))
-    results = []
-    for suite in suites:
-        for seed in seeds:
-            log.info("suite %s seed %d", suite, seed)
-            results.append(run_suite_seed(suite, model, data_dir, cache, sizes, scale, seed, not a.no_train))
+    from less_select.errors import UserError
+    try:
+        model = str(build_base_model(data_dir, cache, QUICK_RECIPE if a.quick else RECIPE, threads=a.threads))
+        results = []
+        for suite in suites:
+            for seed in seeds:
+                log.info("suite %s seed %d", suite, seed)
+                results.append(run_suite_seed(suite, model, data_dir, cache, sizes, scale, seed, not a.no_train))
+    except UserError as exc:  # e.g. a cached run folder made with other settings: one line, not a traceback
+        raise SystemExit(f"error: {exc}\n(cached runs are under {cache / 'runs'}; move them aside to "
+                         "recompute)") from None
     summary = summarize(results)
     print_table(summary)
     base_info = json.loads((Path(model) / "pretrain.json").read_text())
