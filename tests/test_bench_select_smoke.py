@@ -11,7 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.mark.slow  # ~30-60 s: four scoring processes and two select processes on toy sizes
+@pytest.mark.slow  # ~30-60 s: six scoring processes and two select processes on toy sizes
 def test_quick_select_benchmark(tmp_path):
     res = subprocess.run([sys.executable, str(BENCH / "bench_select.py"), "--quick", "--workdir",
                           str(tmp_path / "work"), "--results-dir", str(tmp_path / "results")],
@@ -19,7 +19,8 @@ def test_quick_select_benchmark(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     score = json.loads((tmp_path / "results" / "select_score_quick.json").read_text())
     assert score["bit_identical"] is True
-    assert [r["impl"] for r in score["runs"]] == ["previous", "current"] * 2  # interleaved
+    assert [r["impl"] for r in score["runs"]] == ["previous", "current", "read-only"] * 2  # interleaved
+    assert len(score["share_of_read_only_rate"]) == 2 and all(x > 0 for x in score["share_of_read_only_rate"])
     assert all(r["peak_rss_mb"] > 0 and r["gb_per_s"] > 0 for r in score["runs"])
     sel = json.loads((tmp_path / "results" / "select_select_quick.json").read_text())
     for r in sel["runs"]:
