@@ -194,13 +194,12 @@ class _BlockScorer:
             x = np.empty((rows, self.dim), np.float32)
             sq = np.empty((self.SUB_ROWS, self.dim), np.float32)
             norms = np.empty((self.SUB_ROWS, 1), np.float32)
-            b = self.local.buffers = (x, sq, norms, torch.from_numpy(x), torch.from_numpy(sq),
-                                      torch.from_numpy(norms))
+            b = self.local.buffers = (x, sq, norms, torch.from_numpy(x), torch.from_numpy(sq))
         return b
 
     def score(self, blocks: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
         r = hi - lo
-        x, sq, norms, tx, tsq, tnorms = self._buffers(r)
+        x, sq, norms, tx, tsq = self._buffers(r)
         x, tx = x[:r], tx[:r]
         means_t = self.padded_t if r * self.dim * self.k >= MIN_BLOCK_MNK else self.means_t
         acc = np.zeros((r, self.k), np.float32)
