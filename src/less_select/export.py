@@ -15,6 +15,9 @@ assistant; their number is reported.
 
 Each export is written to a temporary name and renamed into place, so a failed rerun keeps the
 earlier export; an export not asked for on a rerun is removed (it would describe an old selection).
+A finished selection rerun with only other ``--export`` values is not recomputed: the stage's skip
+key leaves ``export`` out (``stage_folder.DERIVED_OUTPUTS``) and :func:`update_exports` writes or
+removes the exports from the selection JSONL and ``scores.csv``.
 """
 
 from __future__ import annotations
@@ -198,3 +201,43 @@ def write_exports(out_dir: str | Path, selection_file: Path, examples: Sequence[
     for name, what in done.items():
         log.info("export %s: %s", name, out / (what.get("folder") or what.get("file")))
     return done
+
+
+# ---- exports added to (or dropped from) a finished selection ---------------------------------------
+
+def update_exports(out_dir: str | Path, formats: Sequence[str] | str | None) -> dict:
+    """Bring a finished selection folder's exports to ``formats`` without recomputing the selection
+    (a rerun that differs only in ``--export``); returns its ``selection.json`` report, updated.
+
+    The examples are read back from the selection JSONL (the input records, best first) and take
+    their id, source file, line and score from ``scores.csv``, as the stage wrote them; scores are
+    therefore those of ``scores.csv`` (8 significant digits)."""
+    out = Path(out_dir)
+    report = json.loads((out / "selection.json").read_text())
+    wanted = parse_formats(formats)
+    if sorted(report.get("exports", {})) == sorted(wanted):
+        return report
+    sel_path = out / report["selected_file"]
+    examples = _selected_examples(out, sel_path, report["n_selected"])
+    done = write_exports(out, sel_path, [e for e, _ in examples], [s for _, s in examples], wanted,
+                         report["method"])
+    report.pop("exports", None)
+    if done:
+        report["exports"] = done
+    write_atomic(out / "selection.json", json.dumps(report, indent=2))
+    return report
+
+
+def _selected_examples(out: Path, sel_path: Path, n_selected: int) -> list[tuple[Example, float]]:
+    """(example, score) of every selected row, best first, with the provenance of ``scores.csv``."""
+    import csv
+    import dataclasses
+    from .data import load_examples
+    with open(out / "scores.csv", newline="", encoding="utf-8") as fh:
+        rows = sorted((r for r in csv.DictReader(fh) if r["selected"] == "1"), key=lambda r: int(r["rank"]))
+    examples, _ = load_examples([str(sel_path)])
+    if len(rows) != n_selected or len(examples) != n_selected:
+        raise UserError(f"{out}: the selection JSONL ({len(examples)} rows) and scores.csv ({len(rows)} "
+                        f"selected) do not match selection.json ({n_selected}); rerun with --overwrite")
+    return [(dataclasses.replace(e, id=r["id"], source=r["file"], line=int(r["line"])), float(r["score"]))
+            for e, r in zip(examples, rows)]

@@ -23,6 +23,7 @@ import numpy as np
 
 from .configs import option, shared
 from .errors import UserError
+from .export import update_exports
 from .selection import BudgetConfig
 from .subtask_rules import SubtaskRuleName, rank_order
 
@@ -133,7 +134,7 @@ def run_fuse(config: FuseConfig) -> dict:
     settings = stage_settings(config, files)
     with stage_dir(config.output_dir, "fuse", settings, overwrite=config.overwrite) as part:
         if part is None:
-            return json.loads((Path(config.output_dir) / "selection.json").read_text())
+            return update_exports(config.output_dir, config.export)
         examples, _ = load_examples(files)
         by_key = {(str(Path(e.source).resolve()), e.line): e for e in examples}
         rows = [by_key[k] for k in keys]

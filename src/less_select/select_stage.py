@@ -11,7 +11,6 @@ own build records.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from .configs import option, shared, to_dict
 from .data import Example
 from .errors import UserError
-from .export import parse_formats
+from .export import parse_formats, update_exports
 from .selection import BudgetConfig, write_selection
 from .subtask_rules import SubtaskRuleName
 
@@ -104,7 +103,7 @@ def run_select(config: SelectConfig) -> dict:
     with stage_dir(config.output_dir, "select", settings, overwrite=config.overwrite,
                    config=to_dict(config)) as part:
         if part is None:
-            return json.loads((Path(config.output_dir) / "selection.json").read_text())
+            return update_exports(config.output_dir, config.export)
         selector.scores_file = part / "per_subtask_scores.npy"
         rows, unscored, n_pool = selector.pool_rows()
         target_examples = selector.target_examples()

@@ -40,7 +40,8 @@ class BudgetConfig:
                         check=non_negative)
     export: list[str] = option(factory=list, help=(
         "Also write the selection for training tools (export.py): hf (a datasets folder, "
-        "<stem>_hf/), llamafactory (dataset_info.json for LLaMA-Factory); e.g. --export hf,llamafactory."))
+        "<stem>_hf/), llamafactory (dataset_info.json for LLaMA-Factory); e.g. --export hf,llamafactory. "
+        "A finished selection rerun with other values only writes or removes its exports."))
 
     def __post_init__(self):
         from .export import parse_formats

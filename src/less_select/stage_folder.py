@@ -47,6 +47,9 @@ def stage_status(out_dir: Path, settings: dict[str, Any]) -> str:
         return "missing"
     old = json.loads(marker.read_text())["settings"]
     new = json.loads(json.dumps(settings))  # normalize tuples/paths as JSON would
+    for key in DERIVED_OUTPUTS:  # brought up to date on a finished stage (export.update_exports)
+        old.pop(key, None)
+        new.pop(key, None)
     diff = _diff(old, new)
     if diff:
         raise UserError(f"{out_dir} was made with other settings ({'; '.join(diff)}); "
@@ -194,6 +197,10 @@ def file_sha256(path: str | Path, block: int = 1 << 20) -> str:
             h.update(chunk)
     return h.hexdigest()
 
+
+# Options that name extra files derived from a stage's result (``--export``): a finished stage
+# that differs only in them is not rerun or refused; the stage writes or removes those files.
+DERIVED_OUTPUTS = ("export",)
 
 # Options that change where a stage runs, not what it writes: never part of the skip key (the
 # datastore's RUN_ONLY leaves ``device`` out the same way), so a GPU output is reused on the CPU.

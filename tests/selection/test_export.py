@@ -131,3 +131,36 @@ def test_cli_export_flag_takes_a_comma_list(tmp_path, capsys):
     assert main(["baseline", "--method", "random", "--data", str(pool), "--output-dir", str(tmp_path / "x"),
                  "--export", "csv"]) == 2
     assert "--export: unknown export 'csv'; choose from hf, llamafactory" in capsys.readouterr().err
+
+
+def test_rerun_with_other_exports_updates_a_finished_selection(tmp_path, monkeypatch):
+    """A finished selection rerun with other ``--export`` values gets those exports written or
+    removed, without the selection being recomputed, and with the same rows and provenance as a
+    fresh run's export; other changed settings are still refused."""
+    from less_select.cli import main
+    from less_select.baselines import stage as baseline_stage
+    pool = write_jsonl(tmp_path / "pool.jsonl", make_pool_records(8))
+    args = ["baseline", "--method", "random", "--data", str(pool), "--top-k", "3"]
+    assert main(args + ["--output-dir", str(tmp_path / "fresh"), "--export", "hf,llamafactory"]) == 0
+    out = tmp_path / "later"
+    assert main(args + ["--output-dir", str(out)]) == 0
+    selected = (out / "top_k3.jsonl").read_bytes()
+
+    def no_rescoring(*a, **k):
+        raise AssertionError("the selection was recomputed")
+    monkeypatch.setattr(baseline_stage, "score_per_subtask", no_rescoring)
+    assert main(args + ["--output-dir", str(out), "--export", "hf,llamafactory"]) == 0
+    assert (out / "top_k3.jsonl").read_bytes() == selected
+    got = datasets.load_from_disk(str(out / "top_k3_hf")).to_list()
+    want = datasets.load_from_disk(str(tmp_path / "fresh" / "top_k3_hf")).to_list()
+    for g, w in zip(got, want, strict=True):
+        assert g.pop("score") == pytest.approx(w.pop("score"), rel=1e-7)
+        assert g == w                                      # id, rank, source, line, messages
+    report = json.loads((out / "selection.json").read_text())
+    assert sorted(report["exports"]) == ["hf", "llamafactory"]
+    assert json.loads((out / "dataset_info.json").read_text()) == \
+        json.loads((tmp_path / "fresh" / "dataset_info.json").read_text())
+    assert main(args + ["--output-dir", str(out)]) == 0   # and dropped again
+    assert not (out / "top_k3_hf").exists() and not (out / "dataset_info.json").exists()
+    assert "exports" not in json.loads((out / "selection.json").read_text())
+    assert main(args[:-1] + ["4", "--output-dir", str(out)]) == 2  # another budget: refused as before

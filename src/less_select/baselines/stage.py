@@ -4,10 +4,8 @@ the same format as LESS (``selection.write_selection``)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +17,7 @@ from ..errors import UserError
 from ..selection import BudgetConfig, write_selection
 from ..subtask_rules import SubtaskRuleName
 from .base import finish
+from ..export import update_exports
 from ..stage_folder import stage_dir, stage_settings
 from .registry import BASELINES, baseline_config, make_baseline
 
@@ -91,7 +90,7 @@ def run_baseline(config: BaselineConfig) -> dict:
     with stage_dir(config.output_dir, f"baseline:{config.method}", settings,
                    overwrite=config.overwrite, config=dataclasses.asdict(config)) as part:
         if part is None:
-            return json.loads((Path(config.output_dir) / "selection.json").read_text())
+            return update_exports(config.output_dir, config.export)
         examples, report = load_examples(config.data, lenient=config.lenient,
                                          max_per_file=config.max_examples or None)
         pool, unscored = split_trainable(examples, config)

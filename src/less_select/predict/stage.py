@@ -36,6 +36,7 @@ from ..datastore.build import DatastoreConfig, FeatureConfig, TargetsConfig, bui
     examples_fingerprint, resolve_checkpoints, run_targets
 from ..selection import BudgetConfig, write_selection
 from ..data.hf_datasets import resolve_source, source_sha256
+from ..export import update_exports
 from ..stage_folder import RUN_ONLY, stage_dir, stage_status, write_atomic
 from ..subtask_rules import get_rule
 from . import forward, modes
@@ -255,7 +256,7 @@ def run_predict(config: PredictConfig, scorer=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     with stage_dir(sel_dir, "predict", settings, overwrite=changed) as part:
         if part is None:
-            return json.loads((sel_dir / "selection.json").read_text())
+            return update_exports(sel_dir, config.export)
         return _run(config, part, scorer or real_scores)
 
 
