@@ -213,14 +213,17 @@ def update_exports(out_dir: str | Path, formats: Sequence[str] | str | None) -> 
     their id, source file, line and score from ``scores.csv``, as the stage wrote them; scores are
     therefore those of ``scores.csv`` (8 significant digits)."""
     out = Path(out_dir)
-    report = json.loads((out / "selection.json").read_text())
     wanted = parse_formats(formats)
-    if sorted(report.get("exports", {})) == sorted(wanted):
+    try:
+        report = json.loads((out / "selection.json").read_text())
+        have = sorted(report.get("exports", {}))
+        sel_path, n_selected, method = out / report["selected_file"], int(report["n_selected"]), report["method"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{out / 'selection.json'}: cannot be read ({_why(exc)}); rerun with --overwrite") from None
+    if have == sorted(wanted):
         return report
-    sel_path = out / report["selected_file"]
-    examples = _selected_examples(out, sel_path, report["n_selected"])
-    done = write_exports(out, sel_path, [e for e, _ in examples], [s for _, s in examples], wanted,
-                         report["method"])
+    examples = _selected_examples(out, sel_path, n_selected)
+    done = write_exports(out, sel_path, [e for e, _ in examples], [s for _, s in examples], wanted, method)
     report.pop("exports", None)
     if done:
         report["exports"] = done
@@ -233,11 +236,25 @@ def _selected_examples(out: Path, sel_path: Path, n_selected: int) -> list[tuple
     import csv
     import dataclasses
     from .data import load_examples
-    with open(out / "scores.csv", newline="", encoding="utf-8") as fh:
-        rows = sorted((r for r in csv.DictReader(fh) if r["selected"] == "1"), key=lambda r: int(r["rank"]))
-    examples, _ = load_examples([str(sel_path)])
-    if len(rows) != n_selected or len(examples) != n_selected:
-        raise UserError(f"{out}: the selection JSONL ({len(examples)} rows) and scores.csv ({len(rows)} "
-                        f"selected) do not match selection.json ({n_selected}); rerun with --overwrite")
-    return [(dataclasses.replace(e, id=r["id"], source=r["file"], line=int(r["line"])), float(r["score"]))
-            for e, r in zip(examples, rows)]
+    table = out / "scores.csv"
+    try:
+        with open(table, newline="", encoding="utf-8") as fh:
+            rows = sorted((r for r in csv.DictReader(fh) if r["selected"] == "1"), key=lambda r: int(r["rank"]))
+        provenance = [(r["id"], r["file"], int(r["line"]), float(r["score"])) for r in rows]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{table}: cannot be read ({_why(exc)}); rerun with --overwrite") from None
+    try:
+        examples, _ = load_examples([str(sel_path)])
+    except UserError as exc:
+        raise UserError(f"{exc}; rerun with --overwrite") from None
+    if len(provenance) != n_selected or len(examples) != n_selected:
+        raise UserError(f"{out}: the selection JSONL ({len(examples)} rows) and scores.csv "
+                        f"({len(provenance)} selected) do not match selection.json ({n_selected}); "
+                        "rerun with --overwrite")
+    return [(dataclasses.replace(e, id=i, source=f, line=line), score)
+            for e, (i, f, line, score) in zip(examples, provenance)]
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:120] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -164,3 +164,28 @@ def test_rerun_with_other_exports_updates_a_finished_selection(tmp_path, monkeyp
     assert not (out / "top_k3_hf").exists() and not (out / "dataset_info.json").exists()
     assert "exports" not in json.loads((out / "selection.json").read_text())
     assert main(args[:-1] + ["4", "--output-dir", str(out)]) == 2  # another budget: refused as before
+
+
+@pytest.mark.parametrize("damage,named", [
+    (lambda out: (out / "scores.csv").write_text("rank,score\n1,x\n"), "scores.csv"),
+    (lambda out: (out / "scores.csv").unlink(), "scores.csv"),
+    (lambda out: (out / "selection.json").write_text("{not json"), "selection.json"),
+    (lambda out: (out / "top_k3.jsonl").write_text(""), "top_k3.jsonl: the file holds no records"),
+    (lambda out: (out / "top_k3.jsonl").write_text(
+        "".join((out / "top_k3.jsonl").read_text().splitlines(keepends=True)[:2])), "do not match selection.json"),
+])
+def test_damaged_selection_folder_refuses_new_exports_in_one_line(tmp_path, capsys, damage, named):
+    """Adding exports to a damaged finished selection: a one-line error naming what is wrong, and
+    nothing in the folder changed (its earlier export is kept)."""
+    from less_select.cli import main
+    pool = write_jsonl(tmp_path / "pool.jsonl", make_pool_records(8))
+    out = tmp_path / "sel"
+    args = ["baseline", "--method", "random", "--data", str(pool), "--top-k", "3", "--output-dir", str(out)]
+    assert main(args + ["--export", "hf"]) == 0
+    damage(out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(args + ["--export", "hf,llamafactory"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert named in err and "--overwrite" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
