@@ -354,7 +354,7 @@ class BlockSum:
         """Add ``block`` [N, p], the coordinates ``offset..offset+p`` of every row."""
         proj = self.projector
         if block.dim() != 2:
-            raise ValueError(f"project_block expects [N, p], got shape {tuple(block.shape)}")
+            raise ValueError(f"a projected block must be [N, p], got shape {tuple(block.shape)}")
         n, p = block.shape
         if offset < 0 or offset + p > proj.total_params:
             raise ValueError(f"block [{offset}, {offset + p}) is outside [0, {proj.total_params})")

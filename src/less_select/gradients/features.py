@@ -61,10 +61,8 @@ def adam_less_in_place(grad: torch.Tensor, b1m: torch.Tensor, b2v: torch.Tensor,
                        eps: float) -> torch.Tensor:
     """The ``less`` variant of :func:`adam_preconditioned_gradient`, bit for bit, in two [N, p]
     buffers instead of eight: the same float operations in the same order, but in place.
-    ``b1m`` = b1 * m and ``b2v`` = b2 * v [1, p], computed once per checkpoint. Consumes ``grad``.
-
-    On a 30M-parameter model with LoRA on every linear layer the temporaries of the out-of-place
-    form were a tenth of the datastore's time (docs/performance.md)."""
+    ``b1m`` = b1 * m and ``b2v`` = b2 * v [1, p], computed once per checkpoint. Consumes ``grad``
+    (the datastore's per-example gradient blocks are not used after their feature is formed)."""
     v_new = grad * (1 - b2)                                    # [N,p] (1-b2) g
     v_new.mul_(grad).add_(b2v)                                 # b2 v + (1-b2) g g
     m_new = grad.mul_(1 - b1).add_(b1m)                        # b1 m + (1-b1) g   (grad reused)
